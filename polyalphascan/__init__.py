@@ -1,0 +1,2 @@
+"""polyalphascan: real-time covering-portfolio scanner for Polymarket."""
+__version__ = "0.1.0"

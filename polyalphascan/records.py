@@ -1,0 +1,236 @@
+"""Typed records that flow between the dataflow's steps (the shared contract).
+
+Sources produce `Event`/`EventDelta` (Gamma poller) and `PriceUpdate` (CLOB shards);
+grouping turns an `Event` into a `Group`; implication steps produce `CoverSpec`s
+(an unpriced covering portfolio: legs + guarantee); pricing turns a `CoverSpec` plus
+leg prices into a `PortfolioQuote`. All records are frozen, slotted dataclasses: cheap
+to create, picklable (Bytewax snapshots and inter-process exchange), hashable.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from enum import Enum
+
+
+class Side(str, Enum):
+    YES = "YES"
+    NO = "NO"
+
+    @property
+    def other(self) -> "Side":
+        return Side.NO if self is Side.YES else Side.YES
+
+
+# --------------------------------------------------------------------------- Gamma side
+@dataclass(frozen=True, slots=True)
+class Market:
+    """One binary market of an event, parsed from a Gamma market object."""
+
+    id: str
+    event_id: str
+    question: str
+    slug: str
+    condition_id: str
+    yes_token: str  # asset id of outcome index 0 (clobTokenIds for v1, positionIds for v2)
+    no_token: str  # asset id of outcome index 1
+    group_item_title: str = ""  # bracket label inside a multi-market event ("June 30", "$100k", "Alice")
+    group_item_threshold: str | None = None
+    description: str = ""
+    end_date: str | None = None  # ISO-8601 as Gamma sent it
+    created_at: str | None = None
+    active: bool = True
+    closed: bool = False
+    neg_risk: bool = False
+    liquidity: float = 0.0
+    volume: float = 0.0
+    yes_price: float | None = None  # Gamma outcomePrices snapshot (not live)
+    no_price: float | None = None
+    version: str = "v1"
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One Gamma event with its markets (open and closed)."""
+
+    id: str
+    slug: str
+    title: str
+    description: str = ""
+    end_date: str | None = None
+    created_at: str | None = None
+    updated_at: str | None = None
+    neg_risk: bool = False
+    active: bool = True
+    closed: bool = False
+    tags: tuple[str, ...] = ()
+    markets: tuple[Market, ...] = ()
+
+    @property
+    def open_markets(self) -> tuple[Market, ...]:
+        return tuple(m for m in self.markets if m.active and not m.closed)
+
+
+class DeltaKind(str, Enum):
+    NEW = "new"  # event not seen before
+    CHANGED = "changed"  # event seen before, content changed (new markets, edited title, ...)
+    MARKET_CLOSED = "market_closed"  # one or more markets closed/resolved (event may still be open)
+
+
+@dataclass(frozen=True, slots=True)
+class EventDelta:
+    """What the event poller emits: each change once."""
+
+    kind: DeltaKind
+    event: Event  # the event's full current state
+    changed_fields: tuple[str, ...] = ()  # for CHANGED: e.g. ("title", "markets")
+    new_market_ids: tuple[str, ...] = ()
+    closed_market_ids: tuple[str, ...] = ()
+
+
+# --------------------------------------------------------------------------- CLOB side
+@dataclass(frozen=True, slots=True)
+class PriceUpdate:
+    """Top of book for one token after a change. Prices are in [0, 1]; None = empty side."""
+
+    token_id: str
+    best_bid: float | None
+    best_ask: float | None
+    bid_size: float | None = None
+    ask_size: float | None = None
+    exchange_ts_ms: int = 0  # server timestamp (epoch ms)
+    recv_ts_ms: int = 0  # local receive time (epoch ms)
+    shard: int = -1
+    derived: bool = False  # True when computed from the complementary token's book
+
+
+# --------------------------------------------------------------------------- groups
+class PartitionType(str, Enum):
+    TIMEFRAME = "timeframe"  # markets differ by date ("by March 31", "by June 30")
+    THRESHOLD = "threshold"  # markets differ by a number ("above $100k")
+    CANDIDATE = "candidate"  # mutually exclusive outcomes (entities)
+    SINGLE = "single"  # one market
+
+
+@dataclass(frozen=True, slots=True)
+class GroupMarket:
+    market_id: str
+    question: str
+    label: str  # bracket label (groupItemTitle)
+    yes_token: str
+    no_token: str
+    resolution_date: str | None = None  # ISO date "YYYY-MM-DD"
+    threshold: float | None = None  # for THRESHOLD groups
+    direction: str | None = None  # "above" | "below" for THRESHOLD groups
+
+
+@dataclass(frozen=True, slots=True)
+class Group:
+    event_id: str
+    title: str
+    partition_type: PartitionType
+    markets: tuple[GroupMarket, ...]
+    mutually_exclusive: bool = False
+    end_date: str | None = None
+    neg_risk: bool = False
+
+
+# --------------------------------------------------------------------------- covers
+class CoverKind(str, Enum):
+    TIMEFRAME = "timeframe"  # YES later date + NO earlier date, same ladder
+    THRESHOLD = "threshold"  # YES lower bar + NO higher bar ("above"; mirrored for "below")
+    ALL_YES = "all_yes"  # every YES of a mutually exclusive, exhaustive event
+    ALL_NO = "all_no"  # every NO of a mutually exclusive event (pays >= N-1)
+    LLM = "llm"  # cross-event implication found by the LLM (probabilistic)
+
+
+@dataclass(frozen=True, slots=True)
+class Leg:
+    """One position of a covering portfolio: buy `side` of `market_id`."""
+
+    market_id: str
+    side: Side
+    yes_token: str
+    no_token: str
+    question: str = ""
+    event_id: str = ""
+
+    @property
+    def token_id(self) -> str:
+        """The token you buy for this leg."""
+        return self.yes_token if self.side is Side.YES else self.no_token
+
+
+def cover_id(kind: CoverKind, legs: tuple[Leg, ...]) -> str:
+    """Stable id of a covering portfolio: independent of leg order and of process."""
+    parts = sorted(f"{leg.market_id}:{leg.side.value}" for leg in legs)
+    digest = hashlib.sha1(("|".join(parts)).encode()).hexdigest()[:16]
+    return f"{kind.value}-{digest}"
+
+
+@dataclass(frozen=True, slots=True)
+class CoverSpec:
+    """An unpriced covering portfolio: at least `payout` dollars are paid whatever happens
+    (when `guaranteed`), or with probability `cover_probability` of the cover firing."""
+
+    kind: CoverKind
+    legs: tuple[Leg, ...]  # for pairs: legs[0] = target position, legs[1] = cover position
+    guaranteed: bool
+    cover_probability: float  # P(cover leg pays | target leg loses); 1.0 when guaranteed
+    payout: float = 1.0  # guaranteed minimum payout ($); N-1 for ALL_NO
+    explanation: str = ""
+    id: str = field(default="")
+
+    def __post_init__(self) -> None:
+        if not self.id:
+            object.__setattr__(self, "id", cover_id(self.kind, self.legs))
+
+    @property
+    def token_ids(self) -> tuple[str, ...]:
+        """Every token whose price matters (both tokens of every leg's market)."""
+        out: list[str] = []
+        for leg in self.legs:
+            out.extend((leg.yes_token, leg.no_token))
+        return tuple(dict.fromkeys(out))
+
+    @property
+    def market_ids(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(leg.market_id for leg in self.legs))
+
+
+# --------------------------------------------------------------------------- priced
+@dataclass(frozen=True, slots=True)
+class LegQuote:
+    market_id: str
+    side: Side
+    token_id: str
+    ask: float  # executable price of the position bought
+    ask_size: float | None  # shares available at that price
+    bid: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PortfolioQuote:
+    """A priced covering portfolio (what the Redis sinks write)."""
+
+    cover_id: str
+    kind: CoverKind
+    guaranteed: bool
+    legs: tuple[LegQuote, ...]
+    cost: float  # sum of leg asks ($ per share-set)
+    payout: float  # guaranteed minimum payout
+    profit: float  # payout - cost
+    profit_pct: float  # profit / cost * 100
+    coverage: float
+    loss_probability: float
+    expected_profit: float  # coverage * payout - cost (seed: coverage - cost for pairs)
+    tier: int  # 1..4 (4 = below minimum coverage)
+    size_at_profit: float  # share-sets buyable at these asks (min of top-of-book sizes)
+    updated_ms: int  # epoch ms of the newest leg price
+    explanation: str = ""
+    question: str = ""  # human summary: target question
+
+    @property
+    def profitable(self) -> bool:
+        return self.profit > 1e-9

@@ -1,0 +1,122 @@
+from __future__ import annotations
+
+import pytest
+
+from polyalphascan.settings import EMBEDDED_REDIS, Settings, SettingsError, load_settings
+
+DEFAULTS = {
+    "llm_max_concurrent": 5,
+    "llm_batch_size": 10,
+    "ws_max_connections": 10,
+    "ws_tokens_per_connection": 500,
+    "poll_interval_seconds": 30.0,
+    "enable_incremental_update": True,
+    "enable_redis_cache": False,
+    "redis_url": EMBEDDED_REDIS,
+    "cache_ttl_seconds": 3600,
+    "price_queue_max_size": 10_000,
+    "openrouter_api_key": None,
+    "llm_base_url": "https://openrouter.ai/api/v1",
+    "polymarket_tag": [],
+    "gamma_api_url": "https://gamma-api.polymarket.com",
+    "clob_ws_url": "wss://ws-subscriptions-clob.polymarket.com/ws/market",
+}
+
+
+@pytest.mark.parametrize("name,expected", sorted(DEFAULTS.items()))
+def test_default(name: str, expected: object) -> None:
+    assert getattr(load_settings(), name) == expected
+
+
+def test_every_field_is_in_env_example() -> None:
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / ".env.example").read_text()
+    missing = [f.upper() for f in Settings.model_fields if f"{f.upper()}=" not in text]
+    assert missing == []
+
+
+@pytest.mark.parametrize(
+    "var,value,message",
+    [
+        ("WS_TOKENS_PER_CONNECTION", "600", "WS_TOKENS_PER_CONNECTION='600' is invalid: must be >= 1 and <= 500"),
+        ("WS_TOKENS_PER_CONNECTION", "0", "WS_TOKENS_PER_CONNECTION='0' is invalid: must be >= 1 and <= 500"),
+        ("LLM_MAX_CONCURRENT", "-1", "LLM_MAX_CONCURRENT='-1' is invalid: must be >= 1 and <= 100"),
+        ("LLM_BATCH_SIZE", "ten", "LLM_BATCH_SIZE='ten' is invalid: must be a whole number"),
+        ("WS_MAX_CONNECTIONS", "1.5", "WS_MAX_CONNECTIONS='1.5' is invalid: must be a whole number"),
+        ("CACHE_TTL_SECONDS", "0", "CACHE_TTL_SECONDS='0' is invalid: must be >= 1 and <= 2592000"),
+        ("PRICE_QUEUE_MAX_SIZE", "-5", "PRICE_QUEUE_MAX_SIZE='-5' is invalid: must be >= 1 and <= 10000000"),
+        ("POLL_INTERVAL_SECONDS", "abc", "POLL_INTERVAL_SECONDS='abc' is invalid: must be a number"),
+        ("POLL_INTERVAL_SECONDS", "-3", "POLL_INTERVAL_SECONDS='-3' is invalid: must be > 0 and <= 86400"),
+        ("ENABLE_INCREMENTAL_UPDATE", "maybe", "ENABLE_INCREMENTAL_UPDATE='maybe' is invalid: must be true or false"),
+        ("ENABLE_REDIS_CACHE", "2", "ENABLE_REDIS_CACHE='2' is invalid: must be true or false"),
+        ("GAMMA_API_URL", "gamma.local", "GAMMA_API_URL='gamma.local' is invalid: must be a URL starting with http:// or https://"),
+        ("LLM_BASE_URL", "ftp://x", "LLM_BASE_URL='ftp://x' is invalid: must be a URL starting with http:// or https://"),
+        ("CLOB_WS_URL", "http://x/ws", "CLOB_WS_URL='http://x/ws' is invalid: must be a URL starting with ws:// or wss://"),
+        ("REDIS_URL", "localhost:6379", "REDIS_URL='localhost:6379' is invalid: must be 'embedded', redis://host:port/db, rediss://... or unix:///path"),
+        ("REDIS_KEY_PREFIX", "a b", "REDIS_KEY_PREFIX='a b' is invalid: may hold only letters, digits, '_', '-' and '.'"),
+        ("LOG_LEVEL", "loud", "LOG_LEVEL='LOUD' is invalid: must be one of 'DEBUG', 'INFO', 'WARNING' or 'ERROR'"),
+    ],
+)
+def test_bad_value_is_one_clear_line(monkeypatch: pytest.MonkeyPatch, var: str, value: str, message: str) -> None:
+    monkeypatch.setenv(var, value)
+    with pytest.raises(SettingsError) as exc:
+        load_settings()
+    assert str(exc.value) == message
+
+
+def test_real_gamma_is_never_polled_faster_than_30s(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("POLL_INTERVAL_SECONDS", "5")
+    with pytest.raises(SettingsError, match="POLL_INTERVAL_SECONDS=5 is invalid: the real Gamma API"):
+        load_settings()
+    monkeypatch.setenv("GAMMA_API_URL", "http://127.0.0.1:8081")
+    assert load_settings().poll_interval_seconds == 5.0
+
+
+def test_several_bad_values_give_one_line_each(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WS_TOKENS_PER_CONNECTION", "600")
+    monkeypatch.setenv("LLM_MAX_CONCURRENT", "0")
+    with pytest.raises(SettingsError) as exc:
+        load_settings()
+    assert sorted(str(exc.value).splitlines()) == [
+        "LLM_MAX_CONCURRENT='0' is invalid: must be >= 1 and <= 100",
+        "WS_TOKENS_PER_CONNECTION='600' is invalid: must be >= 1 and <= 500",
+    ]
+
+
+def test_values_are_parsed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("POLYMARKET_TAG", "politics, crypto,,")
+    monkeypatch.setenv("REDIS_URL", "rediss://:s3cret@redis.example:6380/2")
+    monkeypatch.setenv("OPENROUTER_API_KEY", "placeholder-key")
+    monkeypatch.setenv("ENABLE_REDIS_CACHE", "true")
+    s = load_settings()
+    assert s.polymarket_tag == ["politics", "crypto"]
+    assert s.redis_url == "rediss://:s3cret@redis.example:6380/2" and not s.embedded_redis
+    assert s.llm_enabled and s.openrouter_api_key is not None
+    assert s.openrouter_api_key.get_secret_value() == "placeholder-key"
+    assert "placeholder-key" not in repr(s)  # secrets never printed
+    assert s.enable_redis_cache is True
+
+
+def test_empty_key_means_no_llm(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENROUTER_API_KEY", "")
+    assert load_settings().llm_enabled is False
+
+
+def test_dotenv_file_is_read(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / ".env").write_text("LLM_BATCH_SIZE=7\nWS_MAX_CONNECTIONS=3\n")
+    monkeypatch.chdir(tmp_path)
+    s = load_settings()
+    assert (s.llm_batch_size, s.ws_max_connections) == (7, 3)
+
+
+def test_cli_reports_bad_config_in_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from polyalphascan.cli import app
+
+    monkeypatch.setenv("WS_TOKENS_PER_CONNECTION", "600")
+    result = CliRunner().invoke(app, ["run"])
+    assert result.exit_code == 2
+    assert "WS_TOKENS_PER_CONNECTION='600' is invalid: must be >= 1 and <= 500" in result.output
+    assert "Traceback" not in result.output
