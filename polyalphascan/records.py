@@ -234,3 +234,23 @@ class PortfolioQuote:
     @property
     def profitable(self) -> bool:
         return self.profit > 1e-9
+
+
+# --------------------------------------------------------------------------- implications
+@dataclass(frozen=True, slots=True)
+class GroupImplication:
+    """`premise` event YES makes `conclusion` event YES certain (premise ⇒ conclusion).
+
+    Found by the LLM for a target group: an `implied_by` answer gives other ⇒ target, an
+    `implies` answer target ⇒ other. Pair expansion turns it into covers: YES on the
+    conclusion + NO on the premise (contrapositive: conclusion NO forces premise NO).
+    """
+
+    premise_event_id: str
+    conclusion_event_id: str
+    direction: str  # "implied_by" | "implies": which list of the target's answer it came from
+    target_event_id: str
+    explanation: str = ""
+    counterexample: str = ""
+    model: str = ""
+    prompt_version: str = ""
