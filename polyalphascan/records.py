@@ -254,3 +254,27 @@ class GroupImplication:
     counterexample: str = ""
     model: str = ""
     prompt_version: str = ""
+
+
+# --------------------------------------------------------------------------- portfolio changes
+@dataclass(frozen=True, slots=True)
+class MarketClosed:
+    """A market closed or resolved: every portfolio holding it goes."""
+
+    market_id: str
+    yes_token: str
+
+
+@dataclass(frozen=True, slots=True)
+class PortfolioUpsert:
+    quote: PortfolioQuote
+    spec: CoverSpec
+
+
+@dataclass(frozen=True, slots=True)
+class PortfolioRemoved:
+    cover_id: str
+    reason: str  # "market_closed" | "filtered" | "no_price"
+
+
+PortfolioChange = PortfolioUpsert | PortfolioRemoved

@@ -1,0 +1,162 @@
+"""The keyed join of covering portfolios with live prices.
+
+Two keyed stages, so the cost of one price update grows with the number of portfolios
+holding that token, never with the total:
+
+1. **by YES token** (`TokenFanout`): state = the token's latest `PriceUpdate` and the covers
+   that hold it. A price update fans out to those covers only; a cover registration gets
+   the current price; a market-closed notice sends a removal to every cover holding it.
+2. **by cover id** (`CoverPricer`): state = the `CoverSpec`, the latest price of each leg's
+   YES token and the last published quote. Re-prices on every leg update and emits only
+   when the numbers changed (`quote_changed`), a removal when the quote is filtered out or
+   a market closed.
+
+Messages between the stages are plain tuples (cheap to pickle across workers).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import bytewax.operators as op
+from bytewax.dataflow import Stream
+from bytewax.operators import StatefulLogic
+
+from operators.pricing import price_cover, quote_changed
+from polyalphascan.metrics import metrics
+from polyalphascan.records import (
+    CoverSpec,
+    MarketClosed,
+    PortfolioChange,
+    PortfolioQuote,
+    PortfolioRemoved,
+    PortfolioUpsert,
+    PriceUpdate,
+)
+
+_m = metrics("portfolios")
+
+
+# stage-1 inputs: ("px", PriceUpdate) | ("reg", CoverSpec) | ("close", market_id)
+# stage-2 inputs: ("reg", CoverSpec) | ("px", PriceUpdate) | ("rm", reason)
+
+
+class TokenFanout(StatefulLogic):
+    """Stage 1, keyed by YES token id."""
+
+    def __init__(self, resume: tuple[PriceUpdate | None, dict[str, CoverSpec]] | None) -> None:
+        if resume is None:
+            self.price: PriceUpdate | None = None
+            self.covers: dict[str, CoverSpec] = {}
+        else:
+            self.price, self.covers = resume[0], dict(resume[1])
+
+    def on_item(self, value: tuple[str, Any]) -> tuple[list[tuple[str, tuple[str, Any]]], bool]:
+        kind, payload = value
+        if kind == "px":
+            self.price = payload
+            return [(cid, ("px", payload)) for cid in self.covers], StatefulLogic.RETAIN
+        if kind == "reg":
+            spec: CoverSpec = payload
+            if spec.id in self.covers:
+                return [], StatefulLogic.RETAIN  # re-registration (event re-grouped): nothing new
+            self.covers[spec.id] = spec
+            out: list[tuple[str, tuple[str, Any]]] = [(spec.id, ("reg", spec))]
+            if self.price is not None:
+                out.append((spec.id, ("px", self.price)))
+            return out, StatefulLogic.RETAIN
+        if kind == "close":
+            out = [(cid, ("rm", "market_closed")) for cid in self.covers]
+            return out, StatefulLogic.DISCARD
+        return [], StatefulLogic.RETAIN
+
+    def snapshot(self) -> tuple[PriceUpdate | None, dict[str, CoverSpec]]:
+        return (self.price, dict(self.covers))
+
+
+class CoverPricer(StatefulLogic):
+    """Stage 2, keyed by cover id."""
+
+    def __init__(
+        self,
+        resume: tuple[CoverSpec | None, dict[str, PriceUpdate], PortfolioQuote | None] | None,
+        *,
+        min_coverage: float,
+        max_cost: float,
+    ) -> None:
+        self.min_coverage = min_coverage
+        self.max_cost = max_cost
+        if resume is None:
+            self.spec: CoverSpec | None = None
+            self.quotes: dict[str, PriceUpdate] = {}
+            self.published: PortfolioQuote | None = None
+        else:
+            self.spec, self.quotes, self.published = resume[0], dict(resume[1]), resume[2]
+
+    def _reprice(self) -> list[PortfolioChange]:
+        assert self.spec is not None
+        _m.inc("repriced")
+        quote = price_cover(self.spec, self.quotes, min_coverage=self.min_coverage, max_cost=self.max_cost)
+        if quote is None:
+            if self.published is not None:
+                self.published = None
+                return [PortfolioRemoved(self.spec.id, "filtered")]
+            return []
+        if self.published is None or quote_changed(self.published, quote):
+            self.published = quote
+            return [PortfolioUpsert(quote, self.spec)]
+        return []
+
+    def on_item(self, value: tuple[str, Any]) -> tuple[list[PortfolioChange], bool]:
+        kind, payload = value
+        if kind == "reg":
+            if self.spec is None:
+                self.spec = payload
+                return self._reprice(), StatefulLogic.RETAIN
+            return [], StatefulLogic.RETAIN
+        if kind == "px":
+            if self.spec is None:
+                # a leg's token still lists a cover that was removed: nothing to keep
+                _m.inc("stale_fanout")
+                return [], StatefulLogic.DISCARD
+            self.quotes[payload.token_id] = payload
+            return self._reprice(), StatefulLogic.RETAIN
+        if kind == "rm":
+            cid = self.spec.id if self.spec is not None else ""
+            self.spec = None
+            self.quotes = {}
+            self.published = None
+            return ([PortfolioRemoved(cid, payload)] if cid else []), StatefulLogic.DISCARD
+        return [], StatefulLogic.RETAIN
+
+    def snapshot(self) -> tuple[CoverSpec | None, dict[str, PriceUpdate], PortfolioQuote | None]:
+        return (self.spec, dict(self.quotes), self.published)
+
+
+def _registrations(spec: CoverSpec) -> list[tuple[str, tuple[str, Any]]]:
+    return [(tok, ("reg", spec)) for tok in dict.fromkeys(leg.yes_token for leg in spec.legs)]
+
+
+def portfolio_join(
+    step_id: str,
+    prices: Stream[PriceUpdate],
+    covers: Stream[CoverSpec],
+    closed: Stream[MarketClosed],
+    *,
+    min_coverage: float,
+    max_cost: float,
+) -> Stream[PortfolioChange]:
+    """Wire both stages: prices + covers + closures in, portfolio upserts/removals out."""
+    px = op.map(f"{step_id}.px", prices, lambda p: (p.token_id, ("px", p)))
+    reg = op.flat_map(f"{step_id}.reg", covers, _registrations)
+    cls = op.map(f"{step_id}.close", closed, lambda c: (c.yes_token, ("close", c.market_id)))
+    by_token = op.merge(f"{step_id}.by_token", px, reg, cls)
+    fanned = op.stateful(f"{step_id}.fanout", by_token, TokenFanout)
+    # output items are (token, (cover_id, msg)): re-key by cover id
+    by_cover = op.map(f"{step_id}.rekey", fanned, lambda kv: kv[1])
+    priced = op.stateful(
+        f"{step_id}.price",
+        by_cover,
+        lambda resume: CoverPricer(resume, min_coverage=min_coverage, max_cost=max_cost),
+    )
+    return op.map(f"{step_id}.unkey", priced, lambda kv: kv[1])

@@ -1,0 +1,239 @@
+"""Redis sinks against a real redis-server: layout, idempotence under replay, alerts, outages."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+import orjson
+import redis
+
+from connectors.monitoring_http import MonitoringServer, performance_report
+from connectors.portfolio_sink import MetricsWriter, PortfolioWriter
+from connectors.redis_layout import RedisKeys
+from connectors.redis_server import EmbeddedRedis
+from polyalphascan.metrics import metrics
+from polyalphascan.records import (
+    CoverKind,
+    CoverSpec,
+    Leg,
+    LegQuote,
+    PortfolioQuote,
+    PortfolioRemoved,
+    PortfolioUpsert,
+    Side,
+)
+
+PREFIX = "t"
+KEYS = RedisKeys(PREFIX)
+
+
+def make_change(market_a: str, market_b: str, ask_a: float, ask_b: float, ts: int) -> PortfolioUpsert:
+    legs = (Leg(market_a, Side.YES, f"y{market_a}", f"n{market_a}", f"Q{market_a}?"),
+            Leg(market_b, Side.NO, f"y{market_b}", f"n{market_b}", f"Q{market_b}?"))
+    spec = CoverSpec(CoverKind.TIMEFRAME, legs, guaranteed=True, cover_probability=1.0)
+    cost = ask_a + ask_b
+    quote = PortfolioQuote(
+        cover_id=spec.id, kind=spec.kind, guaranteed=True,
+        legs=(LegQuote(market_a, Side.YES, f"y{market_a}", ask_a, 50.0),
+              LegQuote(market_b, Side.NO, f"n{market_b}", ask_b, 70.0)),
+        cost=cost, payout=1.0, profit=1.0 - cost, profit_pct=(1.0 - cost) / cost * 100, coverage=1.0,
+        loss_probability=0.0, expected_profit=1.0 - cost, tier=1,
+        size_at_profit=50.0 if cost < 1 else 0.0, updated_ms=ts,
+    )
+    return PortfolioUpsert(quote, spec)
+
+
+def wait_for(cond: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return
+        time.sleep(0.01)
+    raise AssertionError("condition not met in time")
+
+
+def test_upsert_writes_record_ranking_stream(redis_server: EmbeddedRedis, redis_client: redis.Redis) -> None:
+    writer = PortfolioWriter(redis_server.url, KEYS)
+    try:
+        good = make_change("1", "2", 0.40, 0.55, 1000)  # cost 0.95: profitable
+        meh = make_change("3", "4", 0.50, 0.53, 1000)  # cost 1.03
+        assert writer.write_now({good.quote.cover_id: good, meh.quote.cover_id: meh}) == [3, 2]
+        rec = redis_client.hgetall(KEYS.portfolio(good.quote.cover_id))
+        data = orjson.loads(rec[b"data"])
+        assert data["legs"][0]["question"] == "Q1?" and abs(data["cost"] - 0.95) < 1e-12
+        assert float(rec[b"profit"]) > 0 and rec[b"tier"] == b"1"
+        assert [m.decode() for m in redis_client.zrevrange(KEYS.ranking, 0, -1)] == [good.quote.cover_id, meh.quote.cover_id]
+        assert [m.decode() for m in redis_client.zrange(KEYS.opportunities, 0, -1)] == [good.quote.cover_id]
+        assert redis_client.xlen(KEYS.changes) == 2
+        assert redis_client.get(KEYS.schema) == b"1"
+    finally:
+        writer.close()
+
+
+def test_replayed_batch_writes_nothing_new(redis_server: EmbeddedRedis, redis_client: redis.Redis) -> None:
+    writer = PortfolioWriter(redis_server.url, KEYS)
+    try:
+        a = make_change("1", "2", 0.40, 0.55, 1000)
+        newer = make_change("1", "2", 0.41, 0.55, 2000)
+        gone = PortfolioRemoved(make_change("5", "6", 0.5, 0.5, 1).quote.cover_id, "market_closed")
+        assert writer.write_now({a.quote.cover_id: a}) == [3]
+        assert writer.write_now({a.quote.cover_id: newer}) == [1]
+        stream_len = redis_client.xlen(KEYS.changes)
+        # replay of the older and of the identical change, and a removal of an absent portfolio
+        assert writer.write_now({a.quote.cover_id: a}) == [0]
+        assert writer.write_now({a.quote.cover_id: newer, gone.cover_id: gone}) == [0, 0]
+        assert redis_client.xlen(KEYS.changes) == stream_len
+        assert orjson.loads(redis_client.hget(KEYS.portfolio(a.quote.cover_id), "data"))["updated_ms"] == 2000
+    finally:
+        writer.close()
+
+
+def test_removal_deletes_everywhere_and_streams_it(redis_server: EmbeddedRedis, redis_client: redis.Redis) -> None:
+    writer = PortfolioWriter(redis_server.url, KEYS)
+    try:
+        a = make_change("1", "2", 0.40, 0.55, 1000)
+        cid = a.quote.cover_id
+        writer.write_now({cid: a})
+        assert writer.write_now({cid: PortfolioRemoved(cid, "market_closed")}) == [1]
+        assert not redis_client.exists(KEYS.portfolio(cid))
+        assert redis_client.zcard(KEYS.ranking) == 0 and redis_client.zcard(KEYS.opportunities) == 0
+        last = redis_client.xrevrange(KEYS.changes, count=1)[0][1]
+        assert last[b"op"] == b"remove" and last[b"id"] == cid.encode() and last[b"reason"] == b"market_closed"
+    finally:
+        writer.close()
+
+
+def test_alerts_only_on_transitions(redis_server: EmbeddedRedis, redis_client: redis.Redis) -> None:
+    pubsub = redis_client.pubsub()
+    pubsub.subscribe(KEYS.alerts)
+    assert pubsub.get_message(timeout=2)["type"] == "subscribe"
+    writer = PortfolioWriter(redis_server.url, KEYS)
+    try:
+        cid = make_change("1", "2", 0.5, 0.5, 0).quote.cover_id
+        writer.write_now({cid: make_change("1", "2", 0.50, 0.53, 1)})  # tier 1, not profitable
+        writer.write_now({cid: make_change("1", "2", 0.50, 0.54, 2)})  # still tier 1: no alert
+        writer.write_now({cid: make_change("1", "2", 0.40, 0.54, 3)})  # turns profitable
+        writer.write_now({cid: make_change("1", "2", 0.39, 0.54, 4)})  # still profitable: no alert
+        alerts = []
+        while (msg := pubsub.get_message(timeout=0.5)) is not None:
+            alerts.append(orjson.loads(msg["data"])["alert"])
+        assert alerts == ["tier1", "profitable"]
+    finally:
+        writer.close()
+        pubsub.close()
+
+
+def test_redis_outage_keeps_changes_and_writes_them_when_back() -> None:
+    with EmbeddedRedis() as server:
+        writer = PortfolioWriter(server.url, KEYS, backoff_initial=0.05, backoff_max=0.2)
+        try:
+            client = redis.Redis.from_url(server.url)
+            first = make_change("1", "2", 0.40, 0.55, 1)
+            writer.submit([first])
+            wait_for(lambda: client.exists(KEYS.portfolio(first.quote.cover_id)) == 1)
+            client.close()
+            server.stop()
+            during = [make_change(str(i), str(i + 1), 0.4, 0.5, 10 + i) for i in range(10, 60, 2)]
+            writer.submit(during)
+            wait_for(lambda: metrics("sink").get("write_errors") > 0)
+            assert writer.pending > 0  # kept, not dropped
+            server.start()  # same port
+            client = redis.Redis.from_url(server.url)
+            wait_for(lambda: writer.pending == 0 and client.zcard(KEYS.ranking) == 1 + len(during), timeout=15)
+            client.close()
+        finally:
+            writer.close()
+
+
+def test_submit_never_blocks_while_redis_is_down() -> None:
+    with EmbeddedRedis() as server:
+        writer = PortfolioWriter(server.url, KEYS, backoff_initial=0.05, backoff_max=0.1)
+        server.stop()
+        try:
+            t0 = time.monotonic()
+            for i in range(200):
+                writer.submit([make_change(str(i), "x", 0.4, 0.5, i)])
+            assert time.monotonic() - t0 < 1.0
+            # coalescing: the same portfolio submitted again replaces its pending change
+            writer.submit([make_change("0", "x", 0.3, 0.5, 999)])
+            assert writer.pending == 200
+        finally:
+            writer.close(timeout=0.5)
+
+
+def test_monitoring_json_matches_redis(redis_server: EmbeddedRedis, redis_client: redis.Redis) -> None:
+    import httpx
+
+    for group in ("poller", "llm", "ws", "cache"):
+        metrics(group).reset()
+    metrics("poller").set("last_poll_ts", 1_764_000_000.0)
+    metrics("poller").set("last_poll_duration_s", 0.25)
+    metrics("poller").inc("events_processed", 42)
+    metrics("llm").observe("latency_s", 1.0)
+    metrics("llm").observe("latency_s", 2.0)
+    metrics("ws").set("connections", 3)
+    metrics("ws").set("subscriptions", 1200)
+    metrics("cache").inc("hits", 3)
+    metrics("cache").inc("misses", 1)
+    metrics("cache").set("size", 4)
+    metrics("cache").inc("evictions", 0)
+    MetricsWriter(redis_server.url, PREFIX).write_once()
+    writer = PortfolioWriter(redis_server.url, KEYS)
+    writer.write_now({c.quote.cover_id: c for c in (make_change("1", "2", 0.4, 0.5, 1), make_change("3", "4", 0.4, 0.7, 1))})
+    writer.close()
+    with MonitoringServer(redis_server.url, PREFIX) as server:
+        got = httpx.get(f"{server.url}/monitoring/performance", timeout=5).json()
+    assert got == performance_report(redis_client, PREFIX)
+    assert got["pipeline"] == {
+        "last_run": "2025-11-24T16:00:00+00:00",
+        "duration": 0.25,
+        "events_processed": 42,
+        "portfolios_found": redis_client.zcard(KEYS.ranking),
+        "avg_llm_latency": 1.5,
+        "websocket_connections": 3,
+        "websocket_subscriptions": 1200,
+    }
+    assert got["pipeline"]["portfolios_found"] == 2
+    assert got["cache"] == {"hit_rate": 0.75, "size": 4, "evictions": 0}
+
+
+def test_metrics_of_several_processes_add_up(redis_server: EmbeddedRedis, redis_client: redis.Redis) -> None:
+    metrics("ws").reset()
+    metrics("ws").set("connections", 2)
+    a = MetricsWriter(redis_server.url, PREFIX)
+    b = MetricsWriter(redis_server.url, PREFIX)
+    b.process = "other-host-1"
+    a.write_once()
+    b.write_once()
+    assert performance_report(redis_client, PREFIX)["pipeline"]["websocket_connections"] == 4
+    assert redis_client.ttl(KEYS.metrics("ws", a.process)) > 0
+
+
+def test_writer_threads_do_not_leak() -> None:
+    before = threading.active_count()
+    with EmbeddedRedis() as server:
+        for _ in range(3):
+            PortfolioWriter(server.url, KEYS).close()
+    assert threading.active_count() <= before
+
+
+def test_redis_restarted_empty_while_idle_gets_every_live_portfolio_back() -> None:
+    with EmbeddedRedis() as server:
+        writer = PortfolioWriter(server.url, KEYS)
+        try:
+            changes = [make_change(str(i), str(i + 1), 0.4, 0.5, i) for i in range(0, 20, 2)]
+            gone = changes.pop()
+            writer.submit(changes + [gone])
+            writer.submit([PortfolioRemoved(gone.quote.cover_id, "market_closed")])
+            client = redis.Redis.from_url(server.url)
+            wait_for(lambda: client.zcard(KEYS.ranking) == len(changes))
+            client.close()
+            server.restart()  # comes back with no data, no write in between
+            client = redis.Redis.from_url(server.url)
+            wait_for(lambda: client.zcard(KEYS.ranking) == len(changes), timeout=15)
+            assert not client.exists(KEYS.portfolio(gone.quote.cover_id))
+            client.close()
+        finally:
+            writer.close()
