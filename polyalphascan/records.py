@@ -134,6 +134,7 @@ class Group:
     mutually_exclusive: bool = False
     end_date: str | None = None
     neg_risk: bool = False
+    placeholders_dropped: int = 0  # open placeholder outcomes ("Person A") left out: not exhaustive
 
 
 # --------------------------------------------------------------------------- covers
