@@ -1,0 +1,331 @@
+"""Gamma REST stand-in (aiohttp) over any `GammaStore` (e.g. the generated `Universe`).
+
+Endpoints, as the real API (research/polymarket-protocol.md §A):
+- `GET /events/keyset`: `{"events": [...], "next_cursor": "..."}`; cursor sent back as
+  `after_cursor`; `next_cursor` absent on the last page; `limit` clamped to 100 (default
+  20); `order` (camelCase field: id, createdAt, updatedAt, endDate, volume, liquidity;
+  snake_case → 422), `ascending` (default true), `closed`, `tag_slug`, `tag_id`; `offset` → 422.
+- `GET /events`, `GET /markets`: legacy offset paging, a bare JSON array, deprecation
+  headers, 422 past offset 2000; `/markets` defaults to `closed=false`.
+- `GET /events/{id}`, `GET /tags`, `GET /status`.
+
+Fault knobs (`GammaFaults`, mutable at runtime): latency, 429 with `Retry-After`, 5xx,
+truncated bodies, schema drift in individual records, keyset unavailable (503).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import copy
+import random
+import threading
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from standins.protocols import GammaStore
+
+OFFSET_CAP = 2000
+MAX_LIMIT = 100
+ORDER_FIELDS = {"id", "createdAt", "updatedAt", "endDate", "startDate", "volume", "liquidity"}
+
+
+@dataclass
+class GammaFaults:
+    latency_s: float = 0.0
+    error_rate_429: float = 0.0
+    retry_after_s: float = 1.0
+    error_rate_5xx: float = 0.0
+    truncate_rate: float = 0.0
+    drift_rate: float = 0.0  # per record: a renamed/missing field, a wrong type
+    keyset_enabled: bool = True
+    seed: int = 0
+    rng: random.Random = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.rng = random.Random(self.seed)
+
+
+@dataclass
+class GammaStats:
+    requests: Counter[str] = field(default_factory=Counter)
+    pages: int = 0
+    faults: Counter[str] = field(default_factory=Counter)
+
+
+def _sort_value(event: dict[str, Any], order: str) -> Any:
+    if order == "id":
+        return int(event["id"])
+    value = event.get(order)
+    if order in ("volume", "liquidity"):
+        try:
+            return float(value or 0)
+        except (TypeError, ValueError):
+            return 0.0
+    return value or ""
+
+
+def _encode_cursor(key: tuple[Any, int]) -> str:
+    return base64.urlsafe_b64encode(orjson.dumps(list(key))).decode()
+
+
+def _decode_cursor(cursor: str) -> tuple[Any, int] | None:
+    try:
+        value, ident = orjson.loads(base64.urlsafe_b64decode(cursor.encode()))
+        return value, int(ident)
+    except Exception:
+        return None
+
+
+def _drift(record: dict[str, Any], rng: random.Random) -> dict[str, Any]:
+    """One kind of schema drift, as seen in the wild."""
+    rec = copy.deepcopy(record)
+    choice = rng.randrange(5)
+    markets = rec.get("markets") or []
+    if choice == 0:
+        rec.pop("title", None)  # missing required field
+    elif choice == 1:
+        rec["id"] = f"evt-{rec.get('id')}"  # non-numeric id
+    elif choice == 2 and markets:
+        markets[0]["clobTokenIds"] = "[not json"  # broken JSON-encoded string
+        markets[0]["positionIds"] = "[not json"
+    elif choice == 3:
+        rec["markets"] = {"unexpected": "object"}  # wrong type
+    else:
+        for m in markets:  # harmless drift: numbers as strings, extra fields
+            m["liquidityNum"] = str(m.get("liquidityNum", "0"))
+            m["newUndocumentedField"] = {"x": 1}
+    return rec
+
+
+class GammaServer:
+    def __init__(self, store: GammaStore, host: str = "127.0.0.1", port: int = 0,
+                 faults: GammaFaults | None = None) -> None:
+        self.store = store
+        self.host = host
+        self.port = port
+        self.faults = faults or GammaFaults()
+        self.stats = GammaStats()
+        self._version: Any = object()
+        self._events: list[dict[str, Any]] = []
+        self._by_id: dict[str, dict[str, Any]] = {}
+        self._sorted: dict[str, list[dict[str, Any]]] = {}
+        self._index_lock = threading.Lock()
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="gamma-standin", daemon=True)
+        self._runner: web.AppRunner | None = None
+
+    # ------------------------------------------------------------------ index
+    def _index(self) -> None:
+        version = getattr(self.store, "version", None)
+        with self._index_lock:
+            if version is not None and version == self._version:
+                return
+            self._events = self.store.gamma_events()
+            self._by_id = {str(e["id"]): e for e in self._events}
+            self._sorted = {}
+            self._version = version if version is not None else object()
+
+    def _ordered(self, order: str, ascending: bool) -> list[dict[str, Any]]:
+        key = f"{order}:{ascending}"
+        with self._index_lock:
+            got = self._sorted.get(key)
+            if got is None:
+                got = sorted(self._events, key=lambda e: (_sort_value(e, order), int(e["id"])), reverse=not ascending)
+                self._sorted[key] = got
+            return got
+
+    @staticmethod
+    def _filter(events: list[dict[str, Any]], q: Any) -> list[dict[str, Any]]:
+        closed = q.get("closed")
+        tag_slugs = set(q.getall("tag_slug", []))
+        tag_ids = set(q.getall("tag_id", []))
+        out = events
+        if closed is not None:
+            want = closed.lower() == "true"
+            out = [e for e in out if bool(e.get("closed")) == want]
+        if tag_slugs or tag_ids:
+            out = [e for e in out if any(t.get("slug") in tag_slugs or str(t.get("id")) in tag_ids
+                                         for t in e.get("tags") or [])]
+        return out
+
+    # ------------------------------------------------------------------ faults
+    async def _fault(self, path: str) -> web.Response | None:
+        f = self.faults
+        if f.latency_s > 0:
+            await asyncio.sleep(f.latency_s)
+        if f.error_rate_429 and f.rng.random() < f.error_rate_429:
+            self.stats.faults["429"] += 1
+            return web.json_response({"error": "Too Many Requests"}, status=429,
+                                     headers={"Retry-After": f"{f.retry_after_s:g}"})
+        if f.error_rate_5xx and f.rng.random() < f.error_rate_5xx:
+            self.stats.faults["5xx"] += 1
+            return web.json_response({"error": "upstream error"}, status=f.rng.choice([500, 502, 503]))
+        return None
+
+    def _body(self, payload: Any, headers: dict[str, str] | None = None) -> web.Response:
+        f = self.faults
+        if f.drift_rate:
+            records = payload.get("events") if isinstance(payload, dict) else payload
+            if isinstance(records, list):
+                for i, rec in enumerate(records):
+                    if f.rng.random() < f.drift_rate:
+                        records[i] = _drift(rec, f.rng)
+                        self.stats.faults["drift"] += 1
+        body = orjson.dumps(payload)
+        if f.truncate_rate and f.rng.random() < f.truncate_rate:
+            self.stats.faults["truncated"] += 1
+            body = body[: max(1, len(body) // 2)]
+        return web.Response(body=body, content_type="application/json", headers=headers)
+
+    # ------------------------------------------------------------------ handlers
+    def _order_params(self, q: Any) -> tuple[str, bool] | web.Response:
+        order = q.get("order", "id")
+        if order not in ORDER_FIELDS:
+            return web.json_response({"type": "validation error", "error": "order fields are not valid"}, status=422)
+        ascending = q.get("ascending", "true").lower() != "false"
+        return order, ascending
+
+    def _limit(self, q: Any, default: int = 20) -> int:
+        try:
+            return max(1, min(MAX_LIMIT, int(q.get("limit", default))))
+        except ValueError:
+            return default
+
+    async def events_keyset(self, request: web.Request) -> web.Response:
+        self.stats.requests["/events/keyset"] += 1
+        if (fault := await self._fault("/events/keyset")) is not None:
+            return fault
+        if not self.faults.keyset_enabled:
+            return web.json_response({"error": "keyset pagination is not configured"}, status=503)
+        q = request.query
+        if "offset" in q:
+            return web.json_response({"error": "offset is not allowed on keyset endpoints"}, status=422)
+        parsed = self._order_params(q)
+        if isinstance(parsed, web.Response):
+            return parsed
+        order, ascending = parsed
+        limit = self._limit(q)
+        self._index()
+        events = self._filter(self._ordered(order, ascending), q)
+        start = 0
+        cursor = q.get("after_cursor")
+        if cursor:
+            after = _decode_cursor(cursor)
+            if after is not None:
+                # first item strictly after the cursor's (value, id) in this order
+                for i, e in enumerate(events):
+                    k = (_sort_value(e, order), int(e["id"]))
+                    if (k > tuple(after)) if ascending else (k < tuple(after)):
+                        start = i
+                        break
+                else:
+                    start = len(events)
+        page = events[start : start + limit]
+        payload: dict[str, Any] = {"events": copy.deepcopy(page) if self.faults.drift_rate else page}
+        if start + limit < len(events) and page:
+            last = page[-1]
+            payload["next_cursor"] = _encode_cursor((_sort_value(last, order), int(last["id"])))
+        self.stats.pages += 1
+        return self._body(payload)
+
+    async def events_legacy(self, request: web.Request) -> web.Response:
+        self.stats.requests["/events"] += 1
+        if (fault := await self._fault("/events")) is not None:
+            return fault
+        q = request.query
+        parsed = self._order_params(q)
+        if isinstance(parsed, web.Response):
+            return parsed
+        order, ascending = parsed
+        offset = int(q.get("offset", 0) or 0)
+        if offset > OFFSET_CAP:
+            return web.json_response({"type": "validation error",
+                                      "error": "offset too large, use /events/keyset for deeper pagination"}, status=422)
+        limit = self._limit(q)
+        self._index()
+        events = self._filter(self._ordered(order, ascending), q)
+        page = events[offset : offset + limit]
+        self.stats.pages += 1
+        return self._body(copy.deepcopy(page) if self.faults.drift_rate else page,
+                          headers={"deprecation": "true", "sunset": "Fri, 01 May 2026 00:00:00 GMT"})
+
+    async def markets_legacy(self, request: web.Request) -> web.Response:
+        self.stats.requests["/markets"] += 1
+        if (fault := await self._fault("/markets")) is not None:
+            return fault
+        q = request.query
+        offset = int(q.get("offset", 0) or 0)
+        if offset > OFFSET_CAP:
+            return web.json_response({"type": "validation error",
+                                      "error": "offset too large, use /markets/keyset for deeper pagination"}, status=422)
+        self._index()
+        want_closed = q.get("closed", "false").lower() == "true"
+        markets = [dict(m, events=[{"id": e["id"], "slug": e["slug"], "title": e["title"]}])
+                   for e in self._ordered("id", True) for m in e.get("markets") or []
+                   if bool(m.get("closed")) == want_closed]
+        return self._body(markets[offset : offset + self._limit(q)],
+                          headers={"deprecation": "true", "sunset": "Fri, 01 May 2026 00:00:00 GMT"})
+
+    async def event_by_id(self, request: web.Request) -> web.Response:
+        self.stats.requests["/events/{id}"] += 1
+        if (fault := await self._fault("/events/{id}")) is not None:
+            return fault
+        self._index()
+        event = self._by_id.get(request.match_info["id"])
+        if event is None:
+            return web.json_response({"error": "not found"}, status=404)
+        return self._body(event)
+
+    async def tags(self, request: web.Request) -> web.Response:
+        self.stats.requests["/tags"] += 1
+        tags = self.store.gamma_tags()
+        offset = int(request.query.get("offset", 0) or 0)
+        return web.json_response(tags[offset : offset + self._limit(request.query, 100)])
+
+    async def status(self, _request: web.Request) -> web.Response:
+        return web.Response(text="OK")
+
+    # ------------------------------------------------------------------ lifecycle
+    async def _start(self) -> None:
+        app = web.Application()
+        app.router.add_get("/events/keyset", self.events_keyset)
+        app.router.add_get("/events", self.events_legacy)
+        app.router.add_get("/events/{id}", self.event_by_id)
+        app.router.add_get("/markets", self.markets_legacy)
+        app.router.add_get("/tags", self.tags)
+        app.router.add_get("/status", self.status)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port)
+        await site.start()
+        server = site._server  # noqa: SLF001
+        if server is not None and server.sockets:
+            self.port = server.sockets[0].getsockname()[1]
+
+    def start(self) -> "GammaServer":
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(10)
+        return self
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def stop(self) -> None:
+        if self._runner is not None:
+            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
+            self._runner = None
+        if self._loop.is_running():
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=5)
+
+    def __enter__(self) -> "GammaServer":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
