@@ -35,7 +35,7 @@ from connectors.gamma_parse import GammaParseError, parse_event
 from polyalphascan.lifecycle import STOP
 from polyalphascan.logs import RateLimitedLog, get_logger
 from polyalphascan.metrics import metrics
-from polyalphascan.records import DeltaKind, Event, EventDelta
+from polyalphascan.records import DeltaKind, Event, EventDelta, Market
 from polyalphascan.settings import Settings
 
 log = get_logger(__name__)
@@ -56,10 +56,12 @@ class PollerState:
     fingerprints: dict[str, str] = field(default_factory=dict)  # event id -> content fingerprint
     market_closed: dict[str, dict[str, bool]] = field(default_factory=dict)  # event id -> market id -> closed
     polls: int = 0
+    market_tokens: dict[str, tuple[str, str]] = field(default_factory=dict)  # market id -> (yes, no) tokens
 
     def copy(self) -> "PollerState":
         return PollerState(self.watermark, dict(self.fingerprints),
-                           {k: dict(v) for k, v in self.market_closed.items()}, self.polls)
+                           {k: dict(v) for k, v in self.market_closed.items()}, self.polls,
+                           dict(self.market_tokens))
 
 
 @dataclass
@@ -243,10 +245,15 @@ class GammaPoller:
                 if eid not in listed:  # left the open listing: closed
                     closing = [mid for mid, closed in new.market_closed.get(eid, {}).items() if not closed]
                     if closing:
-                        ev = Event(id=eid, slug="", title="", closed=True)
+                        stubs = tuple(Market(id=mid, event_id=eid, question="", slug="", condition_id="",
+                                             yes_token=new.market_tokens.get(mid, ("", ""))[0],
+                                             no_token=new.market_tokens.get(mid, ("", ""))[1], closed=True)
+                                      for mid in closing)
+                        ev = Event(id=eid, slug="", title="", closed=True, markets=stubs)
                         deltas.append(EventDelta(DeltaKind.MARKET_CLOSED, ev, ("closed",), (), tuple(closing)))
+                    for mid in new.market_closed.pop(eid, {}):
+                        new.market_tokens.pop(mid, None)
                     new.fingerprints.pop(eid, None)
-                    new.market_closed.pop(eid, None)
         new.polls += 1
         return PollResult(deltas, new, full, pages, len(raw_events), processed, time.monotonic() - t0)
 
@@ -257,6 +264,8 @@ class GammaPoller:
         state.watermark = max(state.watermark, ident)
         old_fp = state.fingerprints.get(event.id)
         closed_now = {m.id: (m.closed or not m.active) for m in event.markets}
+        for m in event.markets:
+            state.market_tokens[m.id] = (m.yes_token, m.no_token)
         if old_fp is None:
             state.fingerprints[event.id] = fp
             state.market_closed[event.id] = closed_now

@@ -157,3 +157,16 @@ def test_source_in_a_flow_and_resume_from_snapshot(gamma: GammaServer, universe:
     new_ids = universe.add_events(4)  # arrives while the flow is down
     second = run_source(settings, max_polls=1, resume_dir=rc)
     assert sorted(d.event.id for d in second) == sorted(new_ids)  # nothing re-emitted, nothing missed
+
+
+def test_event_leaving_the_open_listing_closes_its_markets_with_tokens(gamma: GammaServer, universe: Universe) -> None:
+    p = poller(gamma, incremental=False)
+    r1 = p.poll(PollerState())
+    single = next(e for e in universe.gamma_events() if universe.event_kind(str(e["id"])) == "single" and not e["closed"])
+    m = single["markets"][0]
+    universe.close_market(str(m["id"]))  # its only market: the event closes and leaves closed=false listings
+    r2 = p.poll(r1.state)
+    (delta,) = r2.deltas
+    assert delta.kind is DeltaKind.MARKET_CLOSED and delta.closed_market_ids == (str(m["id"]),)
+    assert delta.event.markets[0].yes_token == orjson.loads(m["clobTokenIds"])[0] or m.get("version") == "v2"
+    assert p.poll(r2.state).deltas == []
