@@ -147,16 +147,16 @@ def portfolio_join(
     max_cost: float,
 ) -> Stream[PortfolioChange]:
     """Wire both stages: prices + covers + closures in, portfolio upserts/removals out."""
-    px = op.map(f"{step_id}.px", prices, lambda p: (p.token_id, ("px", p)))
-    reg = op.flat_map(f"{step_id}.reg", covers, _registrations)
-    cls = op.map(f"{step_id}.close", closed, lambda c: (c.yes_token, ("close", c.market_id)))
-    by_token = op.merge(f"{step_id}.by_token", px, reg, cls)
-    fanned = op.stateful(f"{step_id}.fanout", by_token, TokenFanout)
+    px = op.map(f"{step_id}_px", prices, lambda p: (p.token_id, ("px", p)))
+    reg = op.flat_map(f"{step_id}_reg", covers, _registrations)
+    cls = op.map(f"{step_id}_close", closed, lambda c: (c.yes_token, ("close", c.market_id)))
+    by_token = op.merge(f"{step_id}_by_token", px, reg, cls)
+    fanned = op.stateful(f"{step_id}_fanout", by_token, TokenFanout)
     # output items are (token, (cover_id, msg)): re-key by cover id
-    by_cover = op.map(f"{step_id}.rekey", fanned, lambda kv: kv[1])
+    by_cover = op.map(f"{step_id}_rekey", fanned, lambda kv: kv[1])
     priced = op.stateful(
-        f"{step_id}.price",
+        f"{step_id}_price",
         by_cover,
         lambda resume: CoverPricer(resume, min_coverage=min_coverage, max_cost=max_cost),
     )
-    return op.map(f"{step_id}.unkey", priced, lambda kv: kv[1])
+    return op.map(f"{step_id}_unkey", priced, lambda kv: kv[1])

@@ -279,3 +279,12 @@ class PortfolioRemoved:
 
 
 PortfolioChange = PortfolioUpsert | PortfolioRemoved
+
+
+@dataclass(frozen=True, slots=True)
+class ImplicationFound:
+    """An implication with the two groups it relates, as they are now (for pair expansion)."""
+
+    implication: GroupImplication
+    premise: Group
+    conclusion: Group

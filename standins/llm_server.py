@@ -1,0 +1,154 @@
+"""OpenAI-compatible chat stand-in (`POST /v1/chat/completions`) answering implication
+prompts from a universe's ground truth (`ImplicationOracle`).
+
+It reads the target and candidate titles from the scanner's prompt format
+(`operators.llm_prompt.parse_prompt`) and answers in the JSON the extractor asks for.
+Fault knobs (`LLMFaults`, mutable at runtime): latency (fixed + uniform jitter), 429 with
+`Retry-After`, 200 responses carrying an error body, invalid JSON content, wrong answers.
+`stats` records the total request count and the peak number in flight, so a test can
+prove bounded parallelism.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from operators.llm_prompt import parse_prompt
+from standins.protocols import ImplicationOracle
+
+
+@dataclass
+class LLMFaults:
+    latency_s: float = 0.0
+    latency_jitter_s: float = 0.0
+    rate_429: float = 0.0
+    retry_after_s: float = 1.0
+    rate_error_body: float = 0.0
+    rate_invalid_json: float = 0.0
+    rate_wrong_answer: float = 0.0
+    seed: int = 0
+    rng: random.Random = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.rng = random.Random(self.seed)
+
+
+@dataclass
+class LLMStats:
+    requests: int = 0
+    in_flight: int = 0
+    peak_in_flight: int = 0
+    outcomes: Counter[str] = field(default_factory=Counter)
+    targets: Counter[str] = field(default_factory=Counter)
+
+
+class LLMServer:
+    def __init__(self, oracle: ImplicationOracle, host: str = "127.0.0.1", port: int = 0,
+                 faults: LLMFaults | None = None) -> None:
+        self.oracle = oracle
+        self.host = host
+        self.port = port
+        self.faults = faults or LLMFaults()
+        self.stats = LLMStats()
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="llm-standin", daemon=True)
+        self._runner: web.AppRunner | None = None
+
+    def reset_stats(self) -> None:
+        self.stats = LLMStats()
+
+    def _completion(self, content: str, model: str, prompt_chars: int) -> dict[str, Any]:
+        return {
+            "id": f"chatcmpl-{self.stats.requests}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": model,
+            "choices": [{"index": 0, "finish_reason": "stop",
+                         "message": {"role": "assistant", "content": content}}],
+            "usage": {"prompt_tokens": prompt_chars // 4, "completion_tokens": len(content) // 4,
+                      "total_tokens": prompt_chars // 4 + len(content) // 4},
+        }
+
+    async def chat(self, request: web.Request) -> web.Response:
+        s = self.stats
+        s.requests += 1
+        s.in_flight += 1
+        s.peak_in_flight = max(s.peak_in_flight, s.in_flight)
+        try:
+            f = self.faults
+            body = await request.json()
+            delay = f.latency_s + (f.rng.uniform(0, f.latency_jitter_s) if f.latency_jitter_s else 0.0)
+            if delay > 0:
+                await asyncio.sleep(delay)
+            if f.rate_429 and f.rng.random() < f.rate_429:
+                s.outcomes["429"] += 1
+                return web.json_response(
+                    {"error": {"code": 429, "message": "Rate limit exceeded",
+                               "metadata": {"error_type": "rate_limit_exceeded"}}},
+                    status=429, headers={"Retry-After": f"{f.retry_after_s:g}"})
+            if f.rate_error_body and f.rng.random() < f.rate_error_body:
+                s.outcomes["error_body"] += 1
+                return web.json_response({"error": {"code": 502, "message": "Provider returned error",
+                                                    "metadata": {"error_type": "provider_overloaded"}}})
+            messages = body.get("messages") or []
+            content = str(messages[-1].get("content", "")) if messages else ""
+            target, candidates = parse_prompt(content)
+            s.targets[target] += 1
+            model = str(body.get("model", "standin"))
+            if f.rate_invalid_json and f.rng.random() < f.rate_invalid_json:
+                s.outcomes["invalid_json"] += 1
+                return web.json_response(self._completion("Sure! Here are the implications: {implied_by: [",
+                                                          model, len(content)))
+            answer = self.oracle.answer_implications(target, candidates)
+            if f.rate_wrong_answer and f.rng.random() < f.rate_wrong_answer and candidates:
+                s.outcomes["wrong_answer"] += 1
+                answer = {"implied_by": [{"title": f.rng.choice(candidates), "explanation": "wrong on purpose",
+                                          "counterexample_attempt": "none"}], "implies": []}
+            else:
+                s.outcomes["ok"] += 1
+            return web.json_response(self._completion(orjson.dumps(answer).decode(), model, len(content)))
+        finally:
+            s.in_flight -= 1
+
+    async def _start(self) -> None:
+        app = web.Application()
+        app.router.add_post("/v1/chat/completions", self.chat)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port)
+        await site.start()
+        server = site._server  # noqa: SLF001
+        if server is not None and server.sockets:
+            self.port = server.sockets[0].getsockname()[1]
+
+    def start(self) -> "LLMServer":
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(10)
+        return self
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}/v1"
+
+    def stop(self) -> None:
+        if self._runner is not None:
+            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
+            self._runner = None
+        if self._loop.is_running():
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=5)
+
+    def __enter__(self) -> "LLMServer":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

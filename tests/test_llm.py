@@ -1,0 +1,278 @@
+"""LLM path: prompt and parsing, the OpenAI-compatible stand-in through the real openai SDK,
+the client's failure handling and cache, and the bounded async operator in real flows."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+
+import bytewax.operators as op
+import pytest
+from bytewax.dataflow import Dataflow
+from bytewax.inputs import DynamicSource, StatelessSourcePartition
+from bytewax.testing import TestingSink, TestingSource, run_main
+
+from connectors.gamma_parse import parse_event
+from connectors.llm_client import ImplicationClient, LLMCache, LLMFailure
+from operators.async_llm import AsyncRunner, CatalogLogic, llm_implications
+from operators.grouping import group_event
+from operators.llm_prompt import (
+    RetrievalIndex,
+    build_messages,
+    implications_from_answer,
+    match_title,
+    parse_answer,
+    parse_prompt,
+)
+from polyalphascan.metrics import metrics
+from polyalphascan.records import Group, PartitionType
+from polyalphascan.settings import load_settings
+from standins.llm_server import LLMFaults, LLMServer
+from standins.universe import Universe
+
+
+@pytest.fixture(autouse=True)
+def _fresh_runner() -> Iterator[None]:
+    AsyncRunner.reset()
+    yield
+    AsyncRunner.reset()
+
+
+@pytest.fixture(scope="module")
+def universe() -> Universe:
+    return Universe(seed=13, n_events=150)
+
+
+@pytest.fixture()
+def server(universe: Universe) -> Iterator[LLMServer]:
+    with LLMServer(universe) as s:
+        yield s
+
+
+def settings_for(server: LLMServer, **kw):  # noqa: ANN201
+    base = dict(llm_base_url=server.url, openrouter_api_key="standin-placeholder-key", llm_model="standin/m",
+                llm_timeout_seconds=10, llm_max_attempts=8)
+    base.update(kw)
+    return load_settings(**base)
+
+
+def groups_of(universe: Universe) -> list[Group]:
+    return [g for raw in universe.gamma_events() if (g := group_event(parse_event(raw))) is not None]
+
+
+# ------------------------------------------------------------------ pure
+def test_prompt_round_trip_and_title_matching() -> None:
+    msgs = build_messages("Will X win?", ["Will X win the nomination?", "Will Y win?"])
+    assert "JSON" in msgs[0]["content"] and "counterexample" in msgs[0]["content"]
+    assert parse_prompt(msgs[1]["content"]) == ("Will X win?", ["Will X win the nomination?", "Will Y win?"])
+    by = {"Will Alice win the 2028 election?": "1", "Bitcoin above $100k on Dec 31?": "2"}
+    assert match_title("Will Alice win the 2028 election?", by) == "1"
+    assert match_title("will alice win the 2028 election?", by) == "1"
+    assert match_title("Will Alice win the 2028 election", by) == "1"  # punctuation
+    assert match_title("Bitcoin above $100k", by) == "2"  # unique substring
+    assert match_title("Something else entirely", by) is None
+    assert parse_answer('```json\n{"implied_by": [], "implies": [{"title": "a"}]}\n```')["implies"] == [{"title": "a"}]
+    with pytest.raises(ValueError):
+        parse_answer("Sure! {implied_by: [")
+
+
+def test_contrapositive_directions() -> None:
+    target = Group("10", "T", PartitionType.SINGLE, ())
+    answer = {"implied_by": [{"title": "A"}], "implies": [{"title": "B"}, {"title": "nope"}]}
+    imps, unmatched = implications_from_answer(answer, target, {"A": "1", "B": "2"}, "m")
+    assert [(i.premise_event_id, i.conclusion_event_id) for i in imps] == [("1", "10"), ("10", "2")]
+    assert unmatched == 1
+
+
+def test_retrieval_sends_related_groups_not_everything(universe: Universe) -> None:
+    groups = groups_of(universe)
+    index = RetrievalIndex()
+    for g in groups:
+        index.upsert(g.event_id, g.title)
+    for premise, conclusion in universe.ground_truth().implications:
+        assert conclusion in index.candidates(premise, 40)
+        assert premise in index.candidates(conclusion, 40)
+    assert max(len(index.candidates(g.event_id, 40)) for g in groups) <= 40
+
+
+# ------------------------------------------------------------------ client + stand-in
+def ask_all(settings, items: list[tuple[str, list[str]]], cache: LLMCache | None = None) -> list:  # noqa: ANN001
+    client = ImplicationClient(settings, cache or LLMCache(settings), backoff_base=0.01, backoff_max=0.05)
+    runner = AsyncRunner.get("t", settings.llm_max_concurrent)
+    futs = [runner.submit(lambda t=t, c=c: client.ask(t, c)) for t, c in items]
+    out = []
+    for f in futs:
+        try:
+            out.append(f.result(timeout=60))
+        except LLMFailure as exc:
+            out.append(exc)
+    return out
+
+
+def some_targets(universe: Universe, n: int) -> list[tuple[str, list[str]]]:
+    titles = [e["title"] for e in universe.gamma_events()]
+    return [(titles[i], titles[i + 1 : i + 6]) for i in range(n)]
+
+
+def test_peak_in_flight_equals_the_limit_and_never_exceeds_it(server: LLMServer, universe: Universe) -> None:
+    server.faults = LLMFaults(latency_s=0.1)
+    settings = settings_for(server, llm_max_concurrent=5)
+    results = ask_all(settings, some_targets(universe, 30))
+    assert all(isinstance(r, dict) for r in results)
+    assert server.stats.requests == 30 and server.stats.peak_in_flight == 5
+
+
+def test_429_storm_error_bodies_and_garbage_lose_nothing(server: LLMServer, universe: Universe) -> None:
+    server.faults = LLMFaults(rate_429=0.4, retry_after_s=0.02, rate_error_body=0.1, rate_invalid_json=0.1, seed=2)
+    settings = settings_for(server, llm_max_concurrent=4, llm_max_attempts=20)
+    results = ask_all(settings, some_targets(universe, 25))
+    assert all(isinstance(r, dict) for r in results)
+    assert server.stats.outcomes["429"] > 0 and server.stats.outcomes["invalid_json"] > 0
+    assert server.stats.outcomes["error_body"] > 0 and metrics("llm").get("retries") > 0
+
+
+def test_failures_are_reported_with_their_kind(server: LLMServer, universe: Universe) -> None:
+    server.faults = LLMFaults(rate_invalid_json=1.0)
+    (result,) = ask_all(settings_for(server, llm_max_attempts=2), some_targets(universe, 1))
+    assert isinstance(result, LLMFailure) and result.kind == "unparseable"
+
+
+def test_cached_answers_make_no_calls(server: LLMServer, universe: Universe, redis_server) -> None:  # noqa: ANN001
+    settings = settings_for(server, enable_redis_cache=True, redis_key_prefix="llmcache")
+    items = some_targets(universe, 10)
+    first = ask_all(settings, items, LLMCache(settings, redis_server.url))
+    calls = server.stats.requests
+    second = ask_all(settings, items, LLMCache(settings, redis_server.url))  # a new process: Redis remembers
+    assert second == first and server.stats.requests == calls == 10
+    mem = LLMCache(settings_for(server, llm_cache_max_entries=3))
+    for i in range(5):
+        mem.put(str(i), {"implied_by": [], "implies": []})
+    assert mem.evictions == 2 and mem.get("0") is None and mem.get("4") is not None
+
+
+# ------------------------------------------------------------------ the operator in flows
+def run_catalog(settings, groups: list[Group], **kw) -> list:  # noqa: ANN001
+    out: list = []
+    flow = Dataflow("llm_test")
+    src = op.input("groups", flow, TestingSource(groups, batch_size=50))
+    keyed = op.key_on("catalog", src, lambda _g: "catalog")
+    op.output("out", llm_implications("llm", keyed, settings, **kw), TestingSink(out))
+    run_main(flow, epoch_interval=timedelta(milliseconds=200))
+    return out
+
+
+def test_operator_finds_exactly_the_true_implications(server: LLMServer, universe: Universe, redis_server) -> None:  # noqa: ANN001
+    settings = settings_for(server, llm_max_concurrent=5, enable_redis_cache=True, redis_key_prefix="op1")
+    out = run_catalog(settings, groups_of(universe), redis_url=redis_server.url)
+    found = {(f.implication.premise_event_id, f.implication.conclusion_event_id) for f in out}
+    assert found == universe.ground_truth().implications
+    assert all(f.premise.event_id == f.implication.premise_event_id for f in out)
+    assert server.stats.peak_in_flight <= 5
+    calls = server.stats.requests
+    AsyncRunner.reset()
+    again = run_catalog(settings, groups_of(universe), redis_url=redis_server.url)  # re-run: all cached
+    assert server.stats.requests == calls
+    assert {(f.implication.premise_event_id, f.implication.conclusion_event_id) for f in again} == found
+
+
+def test_no_api_key_means_no_llm_calls(server: LLMServer, universe: Universe) -> None:
+    settings = load_settings(llm_base_url=server.url)
+    assert run_catalog(settings, groups_of(universe)[:20]) == []
+    assert server.stats.requests == 0
+
+
+class Ticker(DynamicSource):
+    """Emits `items` once, then a timestamp every 10 ms until told to stop (a stand-in for
+    price updates); wakes every 5 ms, so it never holds an epoch back."""
+
+    def __init__(self, stop: threading.Event, items: list | None = None) -> None:
+        self.stop = stop
+        self.items = items
+
+    def build(self, step_id, worker_index, worker_count):  # noqa: ANN001, ANN201
+        stop, items = self.stop, self.items
+
+        class Part(StatelessSourcePartition):
+            def __init__(self) -> None:
+                self.next = time.monotonic()
+                self.items = items
+
+            def next_batch(self):  # noqa: ANN202
+                if stop.is_set():
+                    raise StopIteration
+                if self.items is not None:
+                    out, self.items = self.items, []
+                    return out
+                now = time.monotonic()
+                if now < self.next:
+                    return []
+                self.next = now + 0.01
+                return [("tick", now)]
+
+            def next_awake(self):  # noqa: ANN202
+                return datetime.now(timezone.utc) + timedelta(milliseconds=5)
+
+        return Part()
+
+
+def test_prices_keep_flowing_while_100_slow_calls_are_in_flight(server: LLMServer, universe: Universe) -> None:
+    server.faults = LLMFaults(latency_s=1.0)
+    settings = settings_for(server, llm_max_concurrent=100, llm_batch_size=100)
+    groups = groups_of(universe)  # 150: early ones have no candidates yet, the rest make >= 100 calls
+    stop = threading.Event()
+    ticks: list[float] = []
+    found: list = []
+
+    def watch() -> None:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and server.stats.peak_in_flight < 100:
+            time.sleep(0.01)
+        time.sleep(0.5)  # keep ticking while the calls are in flight
+        stop.set()
+
+    flow = Dataflow("isolation")
+    ticker = op.input("ticker", flow, Ticker(stop))
+    op.output("ticks", op.map("t", ticker, lambda x: time.monotonic()), TestingSink(ticks))
+    # the group input stays open (as in production) while the calls are in flight
+    src = op.input("groups", flow, Ticker(stop, groups))
+    keyed = op.key_on("catalog", op.filter("only_groups", src, lambda x: isinstance(x, Group)), lambda _g: "catalog")
+    op.output("found", llm_implications("llm", keyed, settings), TestingSink(found))
+    threading.Thread(target=watch, daemon=True).start()
+    run_main(flow, epoch_interval=timedelta(milliseconds=100))
+    assert server.stats.peak_in_flight == 100  # 100 slow calls really were in flight together
+    gaps = [b - a for a, b in zip(ticks, ticks[1:])]
+    assert len(ticks) > 30 and max(gaps) < 0.25, max(gaps)  # never stalled behind the LLM calls
+
+
+def test_resumed_logic_resends_only_unfinished_targets(server: LLMServer, universe: Universe) -> None:
+    settings = settings_for(server, llm_max_concurrent=2, llm_batch_size=2)
+    groups = groups_of(universe)[:12]
+    logic = CatalogLogic(settings, lambda: ImplicationClient(settings, LLMCache(settings)), None)
+    for g in groups:
+        logic.on_item(g)
+    deadline = time.monotonic() + 30
+    while logic.state.done < 4 and time.monotonic() < deadline:  # some answered, the rest not yet
+        logic.on_notify()
+        time.sleep(0.02)
+    server.faults = LLMFaults(latency_s=5.0)  # make sure the rest is still unfinished at the snapshot
+    snap = logic.snapshot()
+    answered = {t for t, n in server.stats.targets.items() if n}
+    unfinished = set(snap.pending)
+    assert unfinished and len(unfinished) + snap.done == len(groups)
+    AsyncRunner.reset()
+    server.faults = LLMFaults()
+    server.reset_stats()
+    resumed = CatalogLogic(settings, lambda: ImplicationClient(settings, LLMCache(settings)), snap)
+    deadline = time.monotonic() + 30
+    while (resumed.inflight or resumed.state.pending) and time.monotonic() < deadline:
+        resumed.on_notify()
+        time.sleep(0.02)
+    titles = {g.event_id: g.title for g in groups}
+    asked_again = set(server.stats.targets)
+    with_candidates = {titles[e] for e in unfinished if resumed.index.candidates(e, 40)}
+    assert asked_again == with_candidates and asked_again  # exactly the unfinished targets
+    assert not asked_again & {titles[e] for e in titles if e not in unfinished and titles[e] in answered}
+    assert resumed.state.done == len(groups)
