@@ -15,7 +15,9 @@ Implications are emitted as `ImplicationFound` with both current groups, and re-
 with fresh groups when either group changes, so pair expansion covers new markets.
 
 Failures never cache "no implications": a failed target is retried later (backoff from 30 s,
-at most `MAX_GROUP_RETRIES` times) and reported. The snapshot holds the catalogue, the
+at most `MAX_GROUP_RETRIES` times) and reported. Targets are dispatched once no new group has arrived for `SETTLE_S`, so the first poll's
+burst is asked against the whole catalogue and candidate sets (cache keys) are the same on
+every run. The snapshot holds the catalogue, the
 implications found, and the targets not yet answered (pending or in flight) — inputs, not
 futures — so a resumed flow re-sends exactly what had not finished. `on_eof` waits for the
 in-flight requests and emits their results. Without an API key the step emits nothing and
@@ -48,6 +50,9 @@ log = get_logger(__name__)
 _m = metrics("llm")
 
 POLL = timedelta(milliseconds=20)
+#: targets wait until no group arrived for this long, so a burst (the first poll) is asked
+#: against the whole catalogue: candidate sets, and so cache keys, do not depend on timing
+SETTLE_S = 0.3
 MAX_GROUP_RETRIES = 3
 RETRY_BASE_S = 30.0
 
@@ -143,9 +148,10 @@ class CatalogLogic(StatefulLogic):
         self._last_progress = 0.0
         self._started = time.monotonic()
         self._done_at_start = self.state.done
+        self._last_group_at = 0.0
         if self.enabled and self.state.pending:
             log.info("llm_resumed", unfinished_targets=len(self.state.pending))
-            self._dispatch()  # re-send exactly what had not finished
+            self._dispatch(force=True)  # re-send exactly what had not finished
 
     # --------------------------------------------------------------------- helpers
     def _runner(self) -> AsyncRunner:
@@ -161,7 +167,9 @@ class CatalogLogic(StatefulLogic):
         c = self.state.groups.get(imp.conclusion_event_id)
         return ImplicationFound(imp, p, c) if p is not None and c is not None else None
 
-    def _dispatch(self) -> None:
+    def _dispatch(self, *, force: bool = False) -> None:
+        if not force and time.monotonic() - self._last_group_at < SETTLE_S:
+            return
         batch = max(self.settings.llm_batch_size, self.settings.llm_max_concurrent)
         now = time.time()
         for eid, (at, _n) in list(self.state.retry_at.items()):
@@ -251,6 +259,7 @@ class CatalogLogic(StatefulLogic):
             return [], StatefulLogic.RETAIN
         old = self.state.groups.get(group.event_id)
         self.state.groups[group.event_id] = group
+        self._last_group_at = time.monotonic()
         out: list[ImplicationFound] = []
         if old is None or _signature(old) != _signature(group):
             if old is None or old.title != group.title:
@@ -273,7 +282,7 @@ class CatalogLogic(StatefulLogic):
         out: list[ImplicationFound] = []
         deadline = time.monotonic() + self.eof_timeout
         while (self.inflight or self.state.pending) and time.monotonic() < deadline:
-            self._dispatch()
+            self._dispatch(force=True)
             out += self._harvest(block=max(0.0, deadline - time.monotonic()))
         if self.inflight or self.state.pending:
             log.error("llm_unfinished_at_eof", targets=len(self.inflight) + len(self.state.pending))
