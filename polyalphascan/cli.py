@@ -67,25 +67,125 @@ def run(
     not_yet("run")
 
 
+def _redis_url(settings: Settings, override: str | None) -> str:
+    url = override or settings.redis_url
+    if url == "embedded":
+        fail("this command reads an existing Redis: pass --redis-url (the demo prints it) or set REDIS_URL")
+    return url
+
+
 @app.command()
-def standins() -> None:
-    """Start the local stand-ins on free ports and print their URLs."""
+def standins(
+    events: int = typer.Option(300, help="events in the generated market universe"),
+    seed: int = typer.Option(7, help="universe seed"),
+    rate: float = typer.Option(200.0, help="price moves per second on the CLOB stand-in"),
+    only: str = typer.Option("gamma,clob,llm", help="comma list of stand-ins to start"),
+    activity: float = typer.Option(0.0, help="seconds between market lifecycle actions (0 = none)"),
+) -> None:
+    """Start the local stand-ins (Gamma REST, CLOB WebSocket, OpenAI-compatible) and print their URLs."""
     startup_settings()
-    not_yet("standins")
+    from polyalphascan.lifecycle import STOP, install_signal_handlers
+    from standins.launcher import MarketActivity, StandIns
+
+    chosen = {s.strip() for s in only.split(",") if s.strip()}
+    unknown = chosen - {"gamma", "clob", "llm"}
+    if unknown:
+        fail(f"--only: unknown stand-in(s) {sorted(unknown)}; choose from gamma, clob, llm")
+    install_signal_handlers()
+    with StandIns(seed=seed, n_events=events, gamma="gamma" in chosen, clob="clob" in chosen,
+                  llm="llm" in chosen, clob_rate=rate) as s:
+        for name, url in s.urls().items():
+            typer.echo(f"{name}: {url}")
+        for key, value in s.settings_overrides().items():
+            typer.echo(f"export {key.upper()}={value}")
+        mover = MarketActivity(s, interval=activity).start() if activity > 0 else None
+        while not STOP.wait(0.5):
+            pass
+        if mover:
+            mover.stop()
 
 
 @app.command()
-def top() -> None:
+def top(
+    redis_url: str = typer.Option(None, "--redis-url", help="Redis to read (default: REDIS_URL)"),
+    n: int = typer.Option(20, "-n", help="rows"),
+    profitable: bool = typer.Option(False, "--profitable", help="only portfolios with profit > 0"),
+    once: bool = typer.Option(False, "--once", help="print one table and exit"),
+    interval: float = typer.Option(1.0, help="refresh interval in seconds"),
+) -> None:
     """Show the top portfolios live in the terminal (reads Redis)."""
-    startup_settings()
-    not_yet("top")
+    import time
+
+    import redis
+    from rich.console import Console
+    from rich.live import Live
+
+    from polyalphascan.top_table import render_table, top_portfolios
+
+    settings = startup_settings()
+    client = redis.Redis.from_url(_redis_url(settings, redis_url))
+    prefix = settings.redis_key_prefix
+
+    def table():  # type: ignore[no-untyped-def]
+        return render_table(top_portfolios(client, prefix, n, profitable_only=profitable))
+
+    try:
+        if once:
+            Console(width=200).print(table())
+            return
+        with Live(table(), refresh_per_second=4, screen=False) as live:
+            while True:
+                time.sleep(interval)
+                live.update(table())
+    except redis.RedisError as exc:
+        fail(f"cannot read Redis: {exc}")
+    except KeyboardInterrupt:
+        pass
 
 
 @app.command()
-def monitor() -> None:
+def monitor(
+    redis_url: str = typer.Option(None, "--redis-url", help="Redis to read (default: REDIS_URL)"),
+    url: str = typer.Option(None, "--url", help="ask a running monitoring server instead of Redis"),
+) -> None:
     """Print the monitoring JSON (pipeline and cache metrics read from Redis)."""
-    startup_settings()
-    not_yet("monitor")
+    import orjson
+
+    settings = startup_settings()
+    if url:
+        import httpx
+
+        try:
+            report = httpx.get(url.rstrip("/") + "/monitoring/performance", timeout=5).json()
+        except httpx.HTTPError as exc:
+            fail(f"cannot reach {url}: {exc}")
+    else:
+        import redis
+
+        from connectors.monitoring_http import performance_report
+
+        try:
+            report = performance_report(redis.Redis.from_url(_redis_url(settings, redis_url)), settings.redis_key_prefix)
+        except redis.RedisError as exc:
+            fail(f"cannot read Redis: {exc}")
+    typer.echo(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode())
+
+
+@app.command("serve-monitor")
+def serve_monitor(
+    redis_url: str = typer.Option(None, "--redis-url", help="Redis to read (default: REDIS_URL)"),
+) -> None:
+    """Serve GET /monitoring/performance on MONITOR_HOST:MONITOR_PORT."""
+    from connectors.monitoring_http import MonitoringServer
+    from polyalphascan.lifecycle import STOP, install_signal_handlers
+
+    settings = startup_settings()
+    install_signal_handlers()
+    with MonitoringServer(_redis_url(settings, redis_url), settings.redis_key_prefix,
+                          settings.monitor_host, settings.monitor_port) as server:
+        typer.echo(f"monitoring: {server.url}/monitoring/performance")
+        while not STOP.wait(0.5):
+            pass
 
 
 def main() -> None:  # pragma: no cover

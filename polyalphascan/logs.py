@@ -40,7 +40,7 @@ def configure_logging(level: str = "INFO", fmt: str = "console") -> None:
         cache_logger_on_first_use=False,
     )
     logging.basicConfig(level=lvl, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
-    for noisy in ("httpx", "httpcore", "websockets", "openai", "aiohttp.access"):
+    for noisy in ("httpx", "httpx2", "httpcore", "httpcore2", "websockets", "openai", "aiohttp.access"):
         logging.getLogger(noisy).setLevel(max(lvl, logging.WARNING))
     _configured = True
 
