@@ -5,11 +5,11 @@ Every key starts with the configurable prefix `P` (`REDIS_KEY_PREFIX`, default `
 | key | type | fields / members | writer | retention |
 |---|---|---|---|---|
 | `P:schema` | string | `"1"` — layout version | portfolio sink | permanent |
-| `P:v1:portfolio:{cover_id}` | hash | `data` (JSON of the portfolio), `kind`, `guaranteed`, `cost`, `payout`, `profit`, `profit_pct`, `coverage`, `expected_profit`, `tier`, `size_at_profit`, `updated_ms`, `fp` | portfolio sink | until the portfolio goes (market closed, filtered out) |
+| `P:v1:portfolio:{cover_id}` | hash | `data` (JSON of the portfolio), `kind`, `guaranteed`, `cost`, `payout`, `profit`, `profit_pct`, `coverage`, `expected_profit`, `tier`, `size_at_profit`, `updated_ms` | portfolio sink | until the portfolio goes (market closed, filtered out) |
 | `P:v1:ranking` | sorted set | cover ids, score = expected profit | portfolio sink | mirrors the portfolio hashes |
 | `P:v1:opportunities` | sorted set | cover ids with profit > 0, score = profit | portfolio sink | mirrors the portfolio hashes |
 | `P:v1:changes` | stream | `op` (`upsert`/`remove`), `id`, `data` (JSON; empty on remove), `reason` (on remove) | portfolio sink | capped at ~`STREAM_MAX_LEN` entries |
-| `P:v1:alerts` | pub/sub channel | JSON `{"alert": "tier1"|"profitable", "id", "data"}` on entering tier 1 or turning profitable | portfolio sink | not stored |
+| `P:v1:alerts` | pub/sub channel | JSON `{"alert", "id", "data"}` with alert `tier1` or `profitable` on entering tier 1 or turning profitable | portfolio sink | not stored |
 | `P:v1:metrics:{group}:{process}` | hash | counters and gauges of group `poller`, `ws`, `llm`, `cache`, `portfolios`, `sink` for one process (`{process}` = host-pid) | metrics writer of that process, every second | 30 s TTL, refreshed while the process runs |
 """
 

@@ -41,10 +41,6 @@ def startup_settings() -> Settings:
     return settings
 
 
-def not_yet(what: str) -> NoReturn:
-    fail(f"'{what}' is not available yet in this build", code=3)
-
-
 @app.command()
 def demo(
     events: int = typer.Option(300, help="events in the generated market universe"),
@@ -60,11 +56,16 @@ def demo(
 
 @app.command()
 def run(
-    workers: int = typer.Option(1, "-w", "--workers", help="worker threads per process"),
+    workers: int = typer.Option(1, "-w", "--workers", min=1, help="worker threads in this process"),
+    max_workers: int = typer.Option(0, help="most workers you will ever run (sizes a new RECOVERY_DIR)"),
 ) -> None:
-    """Run the scanner flow against the configured Gamma / CLOB / LLM endpoints."""
-    startup_settings()
-    not_yet("run")
+    """Run the scanner flow against the configured Gamma / CLOB / LLM endpoints until stopped."""
+    settings = startup_settings()
+    from flows.scanner import build_flow
+    from polyalphascan.runtime import prepare_process, run_flow
+
+    settings, redis_url = prepare_process(settings)
+    run_flow(build_flow(settings, redis_url), settings, workers=workers, max_workers=max_workers or None)
 
 
 def _redis_url(settings: Settings, override: str | None) -> str:
