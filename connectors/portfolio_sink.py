@@ -251,6 +251,10 @@ class PortfolioWriter:
                 down_since = None
                 self._check_restart()
             delay = self.backoff_initial
+            now_ms = time.time() * 1000
+            for change in batch.values():  # exchange timestamp of the newest leg price -> in Redis
+                if isinstance(change, PortfolioUpsert) and change.quote.updated_ms:
+                    _m.observe("latency_ms", now_ms - change.quote.updated_ms)
             written = sum(1 for r in results if r > 0)
             _m.inc("written", written)
             _m.inc("noop", len(results) - written)

@@ -22,7 +22,7 @@ from connectors.redis_server import EmbeddedRedis
 from flows.scanner import build_flow
 from polyalphascan.lifecycle import STOP, install_signal_handlers, request_stop
 from polyalphascan.logs import get_logger
-from polyalphascan.runtime import run_flow, start_metrics_writer
+from polyalphascan.runtime import run_flow, start_metrics_writer, tune_gc
 from polyalphascan.settings import Settings, load_settings
 from polyalphascan.top_table import render_table, top_portfolios
 from standins.launcher import MarketActivity, StandIns
@@ -106,6 +106,7 @@ def run_demo(settings: Settings, *, events: int, seed: int, duration: float) -> 
             f"watch from another terminal: polyalphascan top --redis-url {redis_server.url}   |   "
             f"polyalphascan monitor --redis-url {redis_server.url}"
         )
+        tune_gc()
         start_metrics_writer(demo_settings, redis_server.url)
         printer = OpportunityPrinter(redis_server.url, demo_settings.redis_key_prefix, console).start()
         activity = MarketActivity(standins, interval=4.0, seed=seed).start()

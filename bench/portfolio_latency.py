@@ -1,0 +1,160 @@
+"""Join + Redis sink: latency and work per price update with 1,000 and 100,000 portfolios.
+
+Each run registers N two-leg portfolios over N/5 YES tokens (every token is held by ~10
+portfolios at both sizes), gives every token a first price, waits until all N portfolios are
+in Redis, then sends price updates at a fixed rate (default 2,000/s) stamped with their send
+time. It prints p50/p99 latency from the update being sent to the re-priced portfolio landing
+in Redis, and the work per update (CPU time and re-pricings), side by side for both sizes.
+Goals: p99 <= 50 ms at 2,000 updates/s; work per update flat (within 1.5x) from 1k to 100k.
+
+    .venv/bin/python -m bench.portfolio_latency [--rate 2000] [--seconds 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+
+import bytewax.operators as op
+import redis
+from bytewax.dataflow import Dataflow
+from bytewax.inputs import DynamicSource, StatelessSourcePartition
+from bytewax.testing import TestingSource, run_main
+
+from connectors.portfolio_sink import PortfolioSink
+from connectors.redis_layout import RedisKeys
+from connectors.redis_server import EmbeddedRedis
+from operators.portfolio_join import portfolio_join
+from polyalphascan import lifecycle
+from polyalphascan.metrics import metrics
+from polyalphascan.runtime import tune_gc
+from polyalphascan.records import CoverKind, CoverSpec, Leg, PriceUpdate, Side
+
+
+EPOCH_MS = 100
+
+
+def covers_for(n: int) -> tuple[list[CoverSpec], list[str]]:
+    tokens = [f"t{i}" for i in range(max(2, n // 5))]
+    rng = random.Random(n)
+    out: dict[str, CoverSpec] = {}
+    while len(out) < n:
+        a, b = rng.sample(range(len(tokens)), 2)
+        legs = (Leg(f"m{a}", Side.YES, tokens[a], f"n{a}", f"Q{a}?"), Leg(f"m{b}", Side.NO, tokens[b], f"n{b}", f"Q{b}?"))
+        spec = CoverSpec(CoverKind.TIMEFRAME, legs, True, 1.0)
+        out[spec.id] = spec
+    return list(out.values()), tokens
+
+
+class Ticks(DynamicSource):
+    def __init__(self, tokens: list[str], rate: float, seconds: float, ready: threading.Event) -> None:
+        self.tokens, self.rate, self.seconds, self.ready = tokens, rate, seconds, ready
+        self.sent = 0
+
+    def build(self, step_id, worker_index, worker_count):  # noqa: ANN001, ANN201
+        outer = self
+        rng = random.Random(1)
+
+        def quote(tok: str) -> PriceUpdate:
+            bid = rng.randint(20, 70) / 100
+            now = int(time.time() * 1000)
+            return PriceUpdate(tok, bid, round(bid + 0.02, 2), 100.0, 100.0, now, now)
+
+        class Part(StatelessSourcePartition):
+            def __init__(self) -> None:
+                self.initial = [quote(t) for t in outer.tokens]
+                self.start = 0.0
+                self.due = 0.0
+
+            def next_batch(self):  # noqa: ANN202
+                if self.initial:
+                    out, self.initial = self.initial[:2000], self.initial[2000:]
+                    return out
+                if not outer.ready.is_set():
+                    return []
+                now = time.monotonic()
+                if not self.start:
+                    self.start = self.due = now
+                if now - self.start > outer.seconds:
+                    raise StopIteration
+                out = []
+                while self.due <= now:
+                    out.append(quote(rng.choice(outer.tokens)))
+                    self.due += 1.0 / outer.rate
+                outer.sent += len(out)
+                return out
+
+            def next_awake(self):  # noqa: ANN202
+                return datetime.now(timezone.utc) + timedelta(milliseconds=2)
+
+        return Part()
+
+
+def run(n: int, rate: float, seconds: float, redis_url: str) -> dict[str, float]:
+    client = redis.Redis.from_url(redis_url)
+    client.flushall()
+    lifecycle.reset()
+    covers, tokens = covers_for(n)
+    ready = threading.Event()
+    ticks = Ticks(tokens, rate, seconds, ready)
+    marks: dict[str, float] = {}
+    keys = RedisKeys("lat")
+
+    def watch() -> None:
+        deadline = time.monotonic() + 300
+        while client.zcard(keys.ranking) < n and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(0.5)
+        metrics("sink").reset()
+        metrics("portfolios").reset()
+        marks["cpu0"], marks["wall0"] = time.process_time(), time.monotonic()
+        ready.set()
+
+    flow = Dataflow("latency")
+    prices = op.input("prices", flow, ticks)
+    cover_stream = op.input("covers", flow, TestingSource(covers, batch_size=1000))
+    closed = op.filter("no_closures", cover_stream, lambda _c: False)
+    changes = portfolio_join("join", prices, cover_stream, op.map("as_closed", closed, lambda c: c),
+                             min_coverage=0.0, max_cost=100.0)
+    op.output("redis", changes, PortfolioSink(redis_url, "lat"))
+    threading.Thread(target=watch, daemon=True).start()
+    run_main(flow, epoch_interval=timedelta(milliseconds=EPOCH_MS))
+    cpu = time.process_time() - marks["cpu0"]
+    snap = metrics("sink").snapshot()
+    lat = sorted(metrics("sink")._samples.get("latency_ms", []))  # noqa: SLF001
+    repriced = metrics("portfolios").get("repriced")
+    client.close()
+    return {
+        "updates": ticks.sent,
+        "p50": lat[len(lat) // 2] if lat else float("nan"),
+        "p99": lat[min(len(lat) - 1, int(len(lat) * 0.99))] if lat else float("nan"),
+        "cpu_us_per_update": cpu / max(ticks.sent, 1) * 1e6,
+        "repriced_per_update": repriced / max(ticks.sent, 1),
+        "written": snap.get("written", 0),
+    }
+
+
+def main() -> None:
+    tune_gc()
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rate", type=float, default=2000)
+    ap.add_argument("--seconds", type=float, default=10)
+    a = ap.parse_args()
+    metrics("sink")._window = 200_000  # noqa: SLF001 - keep every latency sample of the run
+    with EmbeddedRedis() as rs:
+        small = run(1_000, a.rate, a.seconds, rs.url)
+        large = run(100_000, a.rate, a.seconds, rs.url)
+    print(f"price updates at {a.rate:,.0f}/s for {a.seconds:g} s; latency = update sent -> portfolio in Redis")
+    print(f"{'portfolios':>11}{'updates':>9}{'p50 ms':>9}{'p99 ms':>9}{'CPU us/upd':>12}{'reprices/upd':>14}")
+    for n, r in ((1_000, small), (100_000, large)):
+        print(f"{n:>11,}{r['updates']:>9,.0f}{r['p50']:>9.1f}{r['p99']:>9.1f}{r['cpu_us_per_update']:>12.0f}"
+              f"{r['repriced_per_update']:>14.2f}")
+    print(f"work per update 100k/1k: CPU {large['cpu_us_per_update'] / small['cpu_us_per_update']:.2f}x, "
+          f"reprices {large['repriced_per_update'] / small['repriced_per_update']:.2f}x (goal <= 1.5x)")
+
+
+if __name__ == "__main__":
+    main()
