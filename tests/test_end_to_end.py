@@ -11,7 +11,7 @@ from datetime import timedelta
 import orjson
 import pytest
 import redis
-from bytewax.testing import run_main
+from bytewax.testing import cluster_main, run_main
 
 from connectors.event_source import EventSource
 from connectors.portfolio_sink import PortfolioWriter
@@ -41,7 +41,7 @@ def wait_for(cond: Callable[[], bool], timeout: float, what: str) -> None:
 class RunningFlow:
     """The scanner flow in a background thread, stopped through the lifecycle flag."""
 
-    def __init__(self, standins: StandIns, redis_url: str, **overrides: object) -> None:
+    def __init__(self, standins: StandIns, redis_url: str, workers: int = 1, **overrides: object) -> None:
         lifecycle.reset()
         AsyncRunner.reset()
         self.settings = load_settings(**standins.settings_overrides(), redis_url=redis_url, redis_key_prefix=PREFIX,
@@ -55,12 +55,17 @@ class RunningFlow:
                                           backoff_base=0.1, backoff_max=1.0, ping_interval=1.0, stall_timeout=10.0),
         )
         self.error: BaseException | None = None
+        self.workers = workers
         self.thread = threading.Thread(target=self._run, args=(flow,), daemon=True)
         self.thread.start()
 
     def _run(self, flow) -> None:  # noqa: ANN001
         try:
-            run_main(flow, epoch_interval=timedelta(milliseconds=200))
+            if self.workers == 1:
+                run_main(flow, epoch_interval=timedelta(milliseconds=200))
+            else:
+                cluster_main(flow, [], 0, epoch_interval=timedelta(milliseconds=200),
+                             worker_count_per_proc=self.workers)
         except BaseException as exc:  # noqa: BLE001
             self.error = exc
 
@@ -178,3 +183,16 @@ def test_replayed_batch_writes_nothing_new(world, redis_server: EmbeddedRedis) -
     assert results and all(r == 0 for r in results)
     assert client.xlen(keys.changes) == stream_len
     assert {k: client.dump(k) for k in client.scan_iter(f"{PREFIX}:v1:portfolio:*")} == snapshot
+
+
+def test_two_workers_give_the_same_portfolios(world, redis_server: EmbeddedRedis) -> None:  # noqa: ANN001
+    standins, client = world
+    standins.clob.pause()
+    running = RunningFlow(standins, redis_server.url, workers=2)
+    try:
+        wait_for(converged(standins, client), 90, "the universe's covers, priced, with 2 workers")
+        got = live(client)
+        assert {c for c, p in got.items() if p["profit"] > 1e-9} == standins.universe.ground_truth().profitable
+    finally:
+        running.stop()
+    assert running.error is None
