@@ -9,7 +9,6 @@
 from __future__ import annotations
 
 import asyncio
-import threading
 from datetime import datetime, timezone
 from typing import Any
 
@@ -18,6 +17,7 @@ from aiohttp import web
 
 from connectors.portfolio_sink import read_metrics
 from connectors.redis_layout import RedisKeys
+from polyalphascan.http_thread import ThreadedHttpServer
 
 
 def performance_report(client: redis.Redis, prefix: str) -> dict[str, Any]:
@@ -47,17 +47,15 @@ def performance_report(client: redis.Redis, prefix: str) -> dict[str, Any]:
     }
 
 
-class MonitoringServer:
-    """aiohttp server in a daemon thread: `start()`, `.url`, `stop()`."""
+class MonitoringServer(ThreadedHttpServer):
+    """`GET /monitoring/performance` from a daemon thread: `start()`, `.url`, `stop()`."""
+
+    name = "monitoring-http"
 
     def __init__(self, redis_url: str, prefix: str, host: str = "127.0.0.1", port: int = 0) -> None:
+        super().__init__(host, port)
         self.redis_url = redis_url
         self.prefix = prefix
-        self.host = host
-        self.port = port
-        self._loop = asyncio.new_event_loop()
-        self._runner: web.AppRunner | None = None
-        self._thread = threading.Thread(target=self._loop.run_forever, name="monitoring-http", daemon=True)
         self._client = redis.Redis.from_url(redis_url, socket_timeout=2, socket_connect_timeout=2)
 
     async def _performance(self, _request: web.Request) -> web.Response:
@@ -67,35 +65,11 @@ class MonitoringServer:
             return web.json_response({"error": f"redis unavailable: {exc}"}, status=503)
         return web.json_response(report)
 
-    async def _start(self) -> None:
+    def make_app(self) -> web.Application:
         app = web.Application()
         app.router.add_get("/monitoring/performance", self._performance)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
-        await site.start()
-        server = site._server  # noqa: SLF001 - aiohttp exposes no public accessor
-        if self.port == 0 and server is not None and server.sockets:
-            self.port = server.sockets[0].getsockname()[1]
-
-    def start(self) -> "MonitoringServer":
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(10)
-        return self
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return app
 
     def stop(self) -> None:
-        if self._runner is not None:
-            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=5)
+        super().stop()
         self._client.close()
-
-    def __enter__(self) -> "MonitoringServer":
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()

@@ -27,6 +27,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from polyalphascan.http_thread import ThreadedHttpServer
 from standins.protocols import GammaStore
 
 OFFSET_CAP = 2000
@@ -102,12 +103,13 @@ def _drift(record: dict[str, Any], rng: random.Random) -> dict[str, Any]:
     return rec
 
 
-class GammaServer:
+class GammaServer(ThreadedHttpServer):
+    name = "gamma-standin"
+
     def __init__(self, store: GammaStore, host: str = "127.0.0.1", port: int = 0,
                  faults: GammaFaults | None = None) -> None:
+        super().__init__(host, port)
         self.store = store
-        self.host = host
-        self.port = port
         self.faults = faults or GammaFaults()
         self.stats = GammaStats()
         self._version: Any = object()
@@ -115,9 +117,6 @@ class GammaServer:
         self._by_id: dict[str, dict[str, Any]] = {}
         self._sorted: dict[str, list[dict[str, Any]]] = {}
         self._index_lock = threading.Lock()
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="gamma-standin", daemon=True)
-        self._runner: web.AppRunner | None = None
 
     # ------------------------------------------------------------------ index
     def _index(self) -> None:
@@ -290,8 +289,8 @@ class GammaServer:
     async def status(self, _request: web.Request) -> web.Response:
         return web.Response(text="OK")
 
-    # ------------------------------------------------------------------ lifecycle
-    async def _start(self) -> None:
+    # ------------------------------------------------------------------ app
+    def make_app(self) -> web.Application:
         app = web.Application()
         app.router.add_get("/events/keyset", self.events_keyset)
         app.router.add_get("/events", self.events_legacy)
@@ -299,33 +298,4 @@ class GammaServer:
         app.router.add_get("/markets", self.markets_legacy)
         app.router.add_get("/tags", self.tags)
         app.router.add_get("/status", self.status)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
-        await site.start()
-        server = site._server  # noqa: SLF001
-        if server is not None and server.sockets:
-            self.port = server.sockets[0].getsockname()[1]
-
-    def start(self) -> "GammaServer":
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(10)
-        return self
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
-
-    def stop(self) -> None:
-        if self._runner is not None:
-            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
-            self._runner = None
-        if self._loop.is_running():
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(timeout=5)
-
-    def __enter__(self) -> "GammaServer":
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        return app

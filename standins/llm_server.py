@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ import orjson
 from aiohttp import web
 
 from operators.llm_prompt import parse_prompt
+from polyalphascan.http_thread import ThreadedHttpServer
 from standins.protocols import ImplicationOracle
 
 
@@ -51,17 +51,15 @@ class LLMStats:
     targets: Counter[str] = field(default_factory=Counter)
 
 
-class LLMServer:
+class LLMServer(ThreadedHttpServer):
+    name = "llm-standin"
+
     def __init__(self, oracle: ImplicationOracle, host: str = "127.0.0.1", port: int = 0,
                  faults: LLMFaults | None = None) -> None:
+        super().__init__(host, port)
         self.oracle = oracle
-        self.host = host
-        self.port = port
         self.faults = faults or LLMFaults()
         self.stats = LLMStats()
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="llm-standin", daemon=True)
-        self._runner: web.AppRunner | None = None
 
     def reset_stats(self) -> None:
         self.stats = LLMStats()
@@ -119,36 +117,11 @@ class LLMServer:
         finally:
             s.in_flight -= 1
 
-    async def _start(self) -> None:
+    def make_app(self) -> web.Application:
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self.chat)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
-        await site.start()
-        server = site._server  # noqa: SLF001
-        if server is not None and server.sockets:
-            self.port = server.sockets[0].getsockname()[1]
-
-    def start(self) -> "LLMServer":
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(10)
-        return self
+        return app
 
     @property
     def url(self) -> str:
         return f"http://{self.host}:{self.port}/v1"
-
-    def stop(self) -> None:
-        if self._runner is not None:
-            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
-            self._runner = None
-        if self._loop.is_running():
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(timeout=5)
-
-    def __enter__(self) -> "LLMServer":
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
