@@ -1,0 +1,81 @@
+"""kill -9 mid-run and resume from the recovery directory: nothing lost, no LLM call repeated
+for a group already answered, portfolios converge to the universe's ground truth."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+
+import pytest
+import redis
+
+from connectors.redis_layout import RedisKeys
+from connectors.redis_server import EmbeddedRedis
+from standins.launcher import StandIns
+
+pytestmark = pytest.mark.slow
+PREFIX = "rec"
+
+
+def wait_for(cond: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_kill_9_and_resume(redis_server: EmbeddedRedis, tmp_path) -> None:  # noqa: ANN001
+    client = redis.Redis.from_url(redis_server.url)
+    client.flushall()
+    keys = RedisKeys(PREFIX)
+    with StandIns(seed=23, n_events=50, clob_rate=20.0) as standins:
+        standins.clob.pause()
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "LLM_", "WS_", "POLL_"))}
+        env.update({k.upper(): str(v) for k, v in standins.settings_overrides().items()})
+        env.update(REDIS_URL=redis_server.url, REDIS_KEY_PREFIX=PREFIX, RECOVERY_DIR=str(tmp_path / "recovery"),
+                   SNAPSHOT_INTERVAL_SECONDS="1", POLL_INTERVAL_SECONDS="0.5", FULL_RECONCILE_EVERY="2",
+                   ENABLE_REDIS_CACHE="true", MIN_COVERAGE="0", MAX_COST="100", WS_MAX_CONNECTIONS="2")
+
+        def start() -> subprocess.Popen[bytes]:
+            return subprocess.Popen([sys.executable, "-m", "polyalphascan.cli", "run"], env=env,
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+        def converged() -> bool:
+            truth = standins.universe.ground_truth()
+            return {m.decode() for m in client.zrange(keys.ranking, 0, -1)} == set(truth.covers)
+
+        first = start()
+        try:
+            wait_for(converged, 90, "first run converged")
+            time.sleep(2.5)  # let a snapshot cover the answered LLM targets
+            first.send_signal(signal.SIGKILL)
+            first.wait(timeout=10)
+            asked = dict(standins.llm.stats.targets)
+            # while it is down: new events and a closed market
+            new_ids = standins.universe.add_events(3)
+            victim = next(e for e in standins.universe.gamma_events()
+                          if standins.universe.event_kind(str(e["id"])) == "timeframe")["markets"][0]["id"]
+            standins.universe.close_market(str(victim))
+            second = start()
+            try:
+                wait_for(converged, 90, "resumed run converged to the ground truth")
+                new_titles = {e["title"] for e in standins.universe.gamma_events() if str(e["id"]) in new_ids}
+                repeated = {t: n for t, n in standins.llm.stats.targets.items()
+                            if t in asked and t not in new_titles and n > asked[t]}
+                assert repeated == {}  # no LLM call repeated for an answered group
+                profitable = {m.decode() for m in client.zrange(keys.opportunities, 0, -1)}
+                assert profitable == standins.universe.ground_truth().profitable
+            finally:
+                second.send_signal(signal.SIGTERM)
+                assert second.wait(timeout=60) == 0
+        finally:
+            for p in (first,):
+                if p.poll() is None:
+                    p.kill()
+    client.close()
