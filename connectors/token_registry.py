@@ -14,18 +14,21 @@ sorted set (score = arrival order); `P:v1:tokens:version` counter.
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterable
 
 import orjson
 import redis
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
-from polyalphascan.logs import get_logger
+from polyalphascan.logs import RateLimitedLog, get_logger
 from polyalphascan.metrics import metrics
 from polyalphascan.records import DeltaKind, EventDelta, Market
 from polyalphascan.settings import Settings
 
 log = get_logger(__name__)
+_limited = RateLimitedLog(log, interval=10.0)
 _m = metrics("ws")
 
 # KEYS: assign, info, overflow, version, seq   ARGV: shards, cap, shard_prefix, then (token, info) pairs
@@ -152,29 +155,88 @@ class TokenRegistry:
         return orjson.loads(raw)["no_token"] if raw else None
 
 
-class _RegistryPartition(StatelessSinkPartition[EventDelta]):
-    def __init__(self, registry: TokenRegistry) -> None:
-        self.registry = registry
+class RegistryWriter:
+    """Write-behind for the registry: `submit` never blocks the worker; a thread applies the
+    pending additions and removals, and keeps them (retrying with backoff) while Redis is
+    unavailable, so no market is lost to an outage. Pending work is bounded by the number of
+    distinct tokens (a later change to the same token replaces the earlier one)."""
 
-    def write_batch(self, items: list[EventDelta]) -> None:
-        add: list[Market] = []
-        remove: list[str] = []
-        for delta in items:
-            by_id = {m.id: m for m in delta.event.markets}
-            if delta.kind is DeltaKind.MARKET_CLOSED:
-                remove += [by_id[mid].yes_token for mid in delta.closed_market_ids if mid in by_id]
-            else:
-                add += delta.event.open_markets
-        for attempt in range(3):
+    def __init__(self, registry: TokenRegistry, *, backoff_initial: float = 0.2, backoff_max: float = 5.0) -> None:
+        self.registry = registry
+        self.backoff_initial = backoff_initial
+        self.backoff_max = backoff_max
+        self._pending: dict[str, Market | None] = {}  # yes token -> market to add, or None to remove
+        self._cv = threading.Condition()
+        self._closing = False
+        self._thread = threading.Thread(target=self._run, name="token-registry-writer", daemon=True)
+        self._thread.start()
+
+    def submit(self, deltas: list[EventDelta]) -> None:
+        with self._cv:
+            for delta in deltas:
+                if delta.kind is DeltaKind.MARKET_CLOSED:
+                    closed = set(delta.closed_market_ids)
+                    for m in delta.event.markets:
+                        if m.id in closed and m.yes_token:
+                            self._pending[m.yes_token] = None
+                else:
+                    for m in delta.event.open_markets:
+                        self._pending[m.yes_token] = m
+            _m.set("registry_pending", len(self._pending))
+            self._cv.notify()
+
+    @property
+    def pending(self) -> int:
+        with self._cv:
+            return len(self._pending)
+
+    def _run(self) -> None:
+        delay = self.backoff_initial
+        while True:
+            with self._cv:
+                if not self._pending and not self._closing:
+                    self._cv.wait(0.5)
+                if not self._pending:
+                    if self._closing:
+                        return
+                    continue
+                batch, self._pending = self._pending, {}
+            add = [m for m in batch.values() if m is not None]
+            remove = [t for t, m in batch.items() if m is None]
             try:
                 if add:
                     self.registry.add_markets(add)
                 if remove:
                     self.registry.remove_tokens(remove)
-                return
-            except redis.RedisError as exc:  # retried; never raised into the dataflow
+                delay = self.backoff_initial
+            except redis.RedisError as exc:
                 _m.inc("registry_errors")
-                log.warning("token_registry_write_failed", error=str(exc), attempt=attempt + 1)
+                with self._cv:
+                    for token, change in batch.items():
+                        self._pending.setdefault(token, change)  # newer changes win
+                _limited.warning("registry", "token_registry_write_failed_retrying", error=str(exc),
+                                 pending=len(batch))
+                if self._closing:
+                    return
+                time.sleep(delay)
+                delay = min(delay * 2, self.backoff_max)
+
+    def close(self, timeout: float = 10.0) -> None:
+        with self._cv:
+            self._closing = True
+            self._cv.notify()
+        self._thread.join(timeout)
+
+
+class _RegistryPartition(StatelessSinkPartition[EventDelta]):
+    def __init__(self, writer: RegistryWriter) -> None:
+        self.writer = writer
+
+    def write_batch(self, items: list[EventDelta]) -> None:
+        self.writer.submit(items)
+
+    def close(self) -> None:
+        self.writer.close()
 
 
 class TokenRegistrySink(DynamicSink[EventDelta]):
@@ -187,5 +249,5 @@ class TokenRegistrySink(DynamicSink[EventDelta]):
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _RegistryPartition:
         s = self.settings
         client = redis.Redis.from_url(self.redis_url, socket_timeout=5)
-        return _RegistryPartition(TokenRegistry(client, s.redis_key_prefix, s.ws_max_connections,
-                                                s.ws_tokens_per_connection))
+        return _RegistryPartition(RegistryWriter(TokenRegistry(client, s.redis_key_prefix, s.ws_max_connections,
+                                                               s.ws_tokens_per_connection)))
