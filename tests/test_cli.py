@@ -1,0 +1,39 @@
+"""The CLI's read-side commands against a real Redis holding portfolios and metrics."""
+
+from __future__ import annotations
+
+import orjson
+import redis
+from typer.testing import CliRunner
+
+from connectors.portfolio_sink import MetricsWriter, PortfolioWriter
+from connectors.redis_layout import RedisKeys
+from connectors.redis_server import EmbeddedRedis
+from polyalphascan.cli import app
+from polyalphascan.metrics import metrics
+from tests.test_portfolio_sink import make_change
+
+
+def test_top_once_and_monitor(redis_server: EmbeddedRedis, redis_client: redis.Redis) -> None:
+    writer = PortfolioWriter(redis_server.url, RedisKeys("pas"))
+    good, meh = make_change("1", "2", 0.40, 0.55, 1), make_change("3", "4", 0.50, 0.53, 1)
+    writer.write_now({good.quote.cover_id: good, meh.quote.cover_id: meh})
+    writer.close()
+    metrics("ws").set("connections", 7)
+    MetricsWriter(redis_server.url, "pas").write_once()
+    runner = CliRunner()
+    top = runner.invoke(app, ["top", "--once", "--redis-url", redis_server.url])
+    assert top.exit_code == 0, top.output
+    assert "Q1?" in top.output and "+0.050" in top.output and "-0.030" in top.output
+    only = runner.invoke(app, ["top", "--once", "--profitable", "--redis-url", redis_server.url])
+    assert "Q1?" in only.output and "Q3?" not in only.output
+    mon = runner.invoke(app, ["monitor", "--redis-url", redis_server.url])
+    report = orjson.loads(mon.output)
+    assert report["pipeline"]["portfolios_found"] == 2 and report["pipeline"]["websocket_connections"] >= 7
+
+
+def test_read_commands_need_a_real_redis_url() -> None:
+    result = CliRunner().invoke(app, ["monitor"])
+    assert result.exit_code == 2 and "pass --redis-url" in result.output
+    down = CliRunner().invoke(app, ["monitor", "--redis-url", "redis://127.0.0.1:1/0"])
+    assert down.exit_code == 2 and "cannot read Redis" in down.output
