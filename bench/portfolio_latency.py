@@ -37,8 +37,9 @@ from polyalphascan.records import CoverKind, CoverSpec, Leg, PriceUpdate, Side
 EPOCH_MS = 100
 
 
-def covers_for(n: int) -> tuple[list[CoverSpec], list[str]]:
-    tokens = [f"t{i}" for i in range(max(2, n // 5))]
+def covers_for(n: int, fanout: int = 10) -> tuple[list[CoverSpec], list[str]]:
+    """n two-leg portfolios over 2n/fanout tokens: each token is held by ~fanout portfolios."""
+    tokens = [f"t{i}" for i in range(max(2, 2 * n // fanout))]
     rng = random.Random(n)
     out: dict[str, CoverSpec] = {}
     while len(out) < n:
@@ -93,11 +94,11 @@ class Ticks(DynamicSource):
         return Part()
 
 
-def run(n: int, rate: float, seconds: float, redis_url: str) -> dict[str, float]:
+def run(n: int, rate: float, seconds: float, redis_url: str, fanout: int = 10) -> dict[str, float]:
     client = redis.Redis.from_url(redis_url)
     client.flushall()
     lifecycle.reset()
-    covers, tokens = covers_for(n)
+    covers, tokens = covers_for(n, fanout)
     ready = threading.Event()
     ticks = Ticks(tokens, rate, seconds, ready)
     marks: dict[str, float] = {}
@@ -142,12 +143,14 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rate", type=float, default=2000)
     ap.add_argument("--seconds", type=float, default=10)
+    ap.add_argument("--fanout", type=int, default=10, help="portfolios holding each token")
     a = ap.parse_args()
     metrics("sink")._window = 200_000  # noqa: SLF001 - keep every latency sample of the run
     with EmbeddedRedis() as rs:
-        small = run(1_000, a.rate, a.seconds, rs.url)
-        large = run(100_000, a.rate, a.seconds, rs.url)
-    print(f"price updates at {a.rate:,.0f}/s for {a.seconds:g} s; latency = update sent -> portfolio in Redis")
+        small = run(1_000, a.rate, a.seconds, rs.url, a.fanout)
+        large = run(100_000, a.rate, a.seconds, rs.url, a.fanout)
+    print(f"price updates at {a.rate:,.0f}/s for {a.seconds:g} s, ~{a.fanout} portfolios per token; "
+          "latency = update sent -> portfolio in Redis")
     print(f"{'portfolios':>11}{'updates':>9}{'p50 ms':>9}{'p99 ms':>9}{'CPU us/upd':>12}{'reprices/upd':>14}")
     for n, r in ((1_000, small), (100_000, large)):
         print(f"{n:>11,}{r['updates']:>9,.0f}{r['p50']:>9.1f}{r['p99']:>9.1f}{r['cpu_us_per_update']:>12.0f}"
