@@ -83,6 +83,10 @@ class ShardClient:
             for u in updates:
                 if u.token_id in self._buf:
                     self.coalesced += 1
+                elif len(self._buf) >= self.queue_max:
+                    # cannot happen while queue_max >= the shard's tokens; never drop a price:
+                    # count it, keep the newest per token as always
+                    _m.inc("queue_over_bound")
                 self._buf[u.token_id] = u
             depth = len(self._buf)
             if depth > self.max_depth:

@@ -247,3 +247,44 @@ def test_registry_writer_keeps_markets_through_a_redis_outage() -> None:
             assert {f"y{i}" for i in range(10, 30)} <= got and not {"y0", "y1"} & got
         finally:
             writer.close(timeout=1)
+
+
+def test_custom_features_broadcasts_and_connect_storm(clob: ClobServer, universe: Universe) -> None:
+    import websockets.sync.client as ws_sync
+    from websockets.exceptions import InvalidStatus
+
+    ms = yes_tokens(universe, 20)
+    with ws_sync.connect(clob.url) as ws, ws_sync.connect(clob.url) as other:
+        ws.send(orjson.dumps({"type": "market", "assets_ids": [m.yes_token for m in ms],
+                              "custom_feature_enabled": True}).decode())
+        other.send(orjson.dumps({"type": "market", "assets_ids": ["unrelated"]}).decode())
+        seen: set[str] = set()
+        clob.broadcast_market_resolved({"market": "0xabc", "id": "1", "assets_ids": ["a", "b"],
+                                        "winning_asset_id": "a", "winning_outcome": "Yes"})
+        clob.broadcast_new_market({"id": "2", "market": "0xdef", "question": "Q?", "slug": "q",
+                                   "assets_ids": ["c", "d"], "outcomes": ["Yes", "No"]})
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not {"book", "price_change", "best_bid_ask", "market_resolved",
+                                                   "new_market"} <= seen:
+            data = orjson.loads(ws.recv(timeout=5))
+            seen |= {m["event_type"] for m in (data if isinstance(data, list) else [data])}
+        assert {"book", "price_change", "best_bid_ask", "market_resolved", "new_market"} <= seen
+        # lifecycle broadcasts reach every connection, subscribed to those assets or not
+        got = set()
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and got != {"market_resolved", "new_market"}:
+            data = orjson.loads(other.recv(timeout=5))
+            got |= {m["event_type"] for m in (data if isinstance(data, list) else [data])}
+        assert got == {"market_resolved", "new_market"}
+    clob.faults = ClobFaults(max_connects_per_second=2)
+    refused = 0
+    opened = []
+    for _ in range(5):
+        try:
+            opened.append(ws_sync.connect(clob.url))
+        except InvalidStatus as exc:
+            assert exc.response.status_code == 429
+            refused += 1
+    for c in opened:
+        c.close()
+    assert refused >= 3 and clob.stats.refused_429 == refused
