@@ -23,6 +23,7 @@ import redis
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
 from connectors.redis_layout import SCHEMA_VERSION, RedisKeys
+from connectors.redis_restart import RestartWatch
 from polyalphascan.records import PortfolioChange, PortfolioRemoved, PortfolioUpsert
 from polyalphascan.logs import get_logger
 from polyalphascan.metrics import all_metrics, metrics
@@ -133,7 +134,7 @@ class PortfolioWriter:
         self._pending: dict[str, PortfolioChange] = {}
         # the newest upsert of every live portfolio: rewritten if Redis comes back empty
         self._live: dict[str, PortfolioUpsert] = {}
-        self._run_id: str | None = None
+        self._restarts = RestartWatch(self.client)
         self._cv = threading.Condition()
         self._closing = False
         self._upsert = self.client.register_script(_UPSERT)
@@ -202,31 +203,25 @@ class PortfolioWriter:
         pipe.set(k.schema, SCHEMA_VERSION)
         return [int(r) for r in pipe.execute()[:-1]]
 
-    def _check_restart(self) -> None:
-        """A Redis that restarted (new run id) may have come back empty: rewrite every live
-        portfolio (the Lua guards make this a no-op where the data survived)."""
-        try:
-            run_id = str(self.client.info("server").get("run_id"))
-        except redis.RedisError:
+    def _check_restart(self, force: bool = False) -> None:
+        """A Redis that restarted may have come back empty: rewrite every live portfolio
+        (the Lua guards make this a no-op where the data survived)."""
+        if not self._restarts.restarted(force=force):
             return
-        if self._run_id is not None and run_id != self._run_id:
-            with self._cv:
-                for key, change in self._live.items():
-                    self._pending.setdefault(key, change)
-                n = len(self._live)
-            _m.inc("restarts_detected")
-            log.warning("redis_restart_detected_rewriting", portfolios=n)
-        self._run_id = run_id
+        with self._cv:
+            for key, change in self._live.items():
+                self._pending.setdefault(key, change)
+            n = len(self._live)
+        _m.inc("restarts_detected")
+        log.warning("redis_restart_detected_rewriting", portfolios=n)
 
     def _run(self) -> None:
-        self._check_restart()
+        self._check_restart(force=True)
         delay = self.backoff_initial
         down_since: float | None = None
-        last_check = time.monotonic()
         while True:
-            if down_since is None and time.monotonic() - last_check > 2.0:
+            if down_since is None:
                 self._check_restart()  # also catches a restart that happened while idle
-                last_check = time.monotonic()
             batch = self._take()
             if not batch:
                 if self._closing:
@@ -249,7 +244,7 @@ class PortfolioWriter:
             if down_since is not None:
                 log.info("redis_write_recovered", down_s=round(time.monotonic() - down_since, 2))
                 down_since = None
-                self._check_restart()
+                self._check_restart(force=True)
             delay = self.backoff_initial
             now_ms = time.time() * 1000
             for change in batch.values():  # exchange timestamp of the newest leg price -> in Redis

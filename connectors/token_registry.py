@@ -22,6 +22,7 @@ import orjson
 import redis
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
+from connectors.redis_restart import RestartWatch
 from polyalphascan.logs import RateLimitedLog, get_logger
 from polyalphascan.metrics import metrics
 from polyalphascan.records import DeltaKind, EventDelta, Market
@@ -166,6 +167,8 @@ class RegistryWriter:
         self.backoff_initial = backoff_initial
         self.backoff_max = backoff_max
         self._pending: dict[str, Market | None] = {}  # yes token -> market to add, or None to remove
+        self._live: dict[str, Market] = {}  # every open market registered: rewritten after a restart
+        self._restarts = RestartWatch(registry.client)
         self._cv = threading.Condition()
         self._closing = False
         self._thread = threading.Thread(target=self._run, name="token-registry-writer", daemon=True)
@@ -179,9 +182,11 @@ class RegistryWriter:
                     for m in delta.event.markets:
                         if m.id in closed and m.yes_token:
                             self._pending[m.yes_token] = None
+                            self._live.pop(m.yes_token, None)
                 else:
                     for m in delta.event.open_markets:
                         self._pending[m.yes_token] = m
+                        self._live[m.yes_token] = m
             _m.set("registry_pending", len(self._pending))
             self._cv.notify()
 
@@ -190,9 +195,20 @@ class RegistryWriter:
         with self._cv:
             return len(self._pending)
 
+    def _requeue_if_restarted(self, force: bool = False) -> None:
+        """A Redis that came back empty: register every open market again."""
+        if not self._restarts.restarted(force=force):
+            return
+        with self._cv:
+            for token, market in self._live.items():
+                self._pending.setdefault(token, market)
+        log.warning("redis_restart_detected_reregistering", tokens=len(self._live))
+
     def _run(self) -> None:
         delay = self.backoff_initial
+        self._restarts.restarted(force=True)
         while True:
+            self._requeue_if_restarted()
             with self._cv:
                 if not self._pending and not self._closing:
                     self._cv.wait(0.5)
@@ -208,6 +224,8 @@ class RegistryWriter:
                     self.registry.add_markets(add)
                 if remove:
                     self.registry.remove_tokens(remove)
+                if delay > self.backoff_initial:
+                    self._requeue_if_restarted(force=True)  # just recovered: was it a restart?
                 delay = self.backoff_initial
             except redis.RedisError as exc:
                 _m.inc("registry_errors")
