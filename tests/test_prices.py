@@ -254,10 +254,12 @@ def test_custom_features_broadcasts_and_connect_storm(clob: ClobServer, universe
     from websockets.exceptions import InvalidStatus
 
     ms = yes_tokens(universe, 20)
+    before = clob.stats.initial_subscriptions
     with ws_sync.connect(clob.url) as ws, ws_sync.connect(clob.url) as other:
         ws.send(orjson.dumps({"type": "market", "assets_ids": [m.yes_token for m in ms],
                               "custom_feature_enabled": True}).decode())
         other.send(orjson.dumps({"type": "market", "assets_ids": ["unrelated"]}).decode())
+        wait_for(lambda: clob.stats.initial_subscriptions == before + 2, what="both subscribed")
         seen: set[str] = set()
         clob.broadcast_market_resolved({"market": "0xabc", "id": "1", "assets_ids": ["a", "b"],
                                         "winning_asset_id": "a", "winning_outcome": "Yes"})
