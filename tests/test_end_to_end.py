@@ -196,3 +196,29 @@ def test_two_workers_give_the_same_portfolios(world, redis_server: EmbeddedRedis
     finally:
         running.stop()
     assert running.error is None
+
+
+def test_redis_down_10s_and_back_empty_loses_no_portfolio_update() -> None:
+    with EmbeddedRedis() as server, StandIns(seed=19, n_events=40, clob_rate=50.0) as standins:
+        standins.clob.pause()
+        client = redis.Redis.from_url(server.url)
+        running = RunningFlow(standins, server.url)
+        try:
+            wait_for(converged(standins, client), 60, "first convergence")
+            client.close()
+            server.stop()
+            # while Redis is down: a price move the scanner must not lose
+            market_id = next(iter(standins.universe.ground_truth().covers.values())).legs[0].market_id
+            bid, ask = standins.universe.top(market_id)
+            standins.clob.push([standins.universe.set_quote(market_id, round(bid - 0.02, 2), round(ask - 0.01, 2))])
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                assert running.thread.is_alive() and running.error is None  # the flow keeps running
+                time.sleep(0.5)
+            server.start()  # same port, no data: writers notice the restart and rewrite
+            client = redis.Redis.from_url(server.url)
+            wait_for(converged(standins, client), 60, "convergence after the outage, including the move")
+        finally:
+            running.stop()
+        assert running.error is None
+        client.close()
