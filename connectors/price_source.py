@@ -114,6 +114,13 @@ class ShardClient:
             _limited.warning(f"registry{self.shard}", "token_registry_unreadable", shard=self.shard, error=str(exc))
             return set(self.subscribed)
 
+    def _version(self, current: int) -> int:
+        try:
+            return self.registry.version()
+        except redis.RedisError as exc:
+            _limited.warning(f"registry{self.shard}", "token_registry_unreadable", shard=self.shard, error=str(exc))
+            return current  # keep the subscriptions we have until the registry answers again
+
     async def _main(self) -> None:
         await asyncio.sleep(self.shard * self.stagger)  # staggered connects
         delay = self.backoff_base
@@ -125,7 +132,7 @@ class ShardClient:
             try:
                 await self._session(desired)
                 delay = self.backoff_base  # a session that ended cleanly (stall resync) reconnects at once
-            except (OSError, websockets.WebSocketException, asyncio.TimeoutError) as exc:
+            except (OSError, websockets.WebSocketException, asyncio.TimeoutError, redis.RedisError) as exc:
                 self.connected = False
                 self.reconnects += 1
                 _m.inc("reconnects")
@@ -133,6 +140,12 @@ class ShardClient:
                 _limited.warning(f"conn{self.shard}", "ws_disconnected", shard=self.shard, error=repr(exc)[:200],
                                  retry_in_s=round(wait, 2))
                 await asyncio.sleep(wait)
+                delay = min(delay * 2, self.backoff_max)
+            except Exception as exc:  # a bug must not silence a shard forever: log, back off, go on
+                self.connected = False
+                self.reconnects += 1
+                log.exception("ws_shard_session_failed", shard=self.shard, error=repr(exc))
+                await asyncio.sleep(delay)
                 delay = min(delay * 2, self.backoff_max)
 
     async def _session(self, desired: set[str]) -> None:
@@ -145,7 +158,7 @@ class ShardClient:
             await ws.send(orjson.dumps({"type": "market", "assets_ids": sorted(desired), "initial_dump": True,
                                         "level": 2, "custom_feature_enabled": False}).decode())
             log.info("ws_subscribed", shard=self.shard, tokens=len(desired))
-            version = await asyncio.to_thread(self.registry.version)
+            version = await asyncio.to_thread(self._version, -1)
             last_data = time.monotonic()
             last_pong = time.monotonic()
             next_ping = time.monotonic() + self.ping_interval
@@ -182,7 +195,7 @@ class ShardClient:
                     return  # reconnect at once: a fresh initial dump resyncs every book
                 if now >= next_refresh:
                     next_refresh = now + self.refresh_interval
-                    v = await asyncio.to_thread(self.registry.version)
+                    v = await asyncio.to_thread(self._version, version)
                     if v != version:
                         version = v
                         await self._apply(ws, await asyncio.to_thread(self._desired))
