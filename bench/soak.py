@@ -1,0 +1,127 @@
+"""Soak: the whole scanner on the stand-ins with every fault knob on, for minutes (not in CI).
+
+The flow runs as its own process (`polyalphascan run`, with a recovery directory) while the
+stand-ins inject: dropped connections, silent stalls, malformed/duplicated/reordered
+frames, Gamma 429/5xx/drift, LLM 429s and garbage, one Redis restart (comes back empty)
+and one kill -9 of the flow process (restarted from its recovery directory). At the end the
+faults stop, the walk pauses, and the scanner must converge to the universe's ground truth.
+
+Prints updates processed, faults injected by kind, recoveries, items lost (goal 0), stale
+prices at the end (goal 0), peak memory of the flow process and whether it kept growing.
+
+    .venv/bin/python -m bench.soak [--minutes 3] [--events 300]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+import orjson
+import psutil
+import redis
+
+from connectors.portfolio_sink import read_metrics
+from connectors.redis_layout import RedisKeys
+from connectors.redis_server import EmbeddedRedis
+from standins.clob_server import ClobFaults
+from standins.gamma_server import GammaFaults
+from standins.launcher import MarketActivity, StandIns
+from standins.llm_server import LLMFaults
+
+PREFIX = "soak"
+
+
+def start_flow(env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-m", "polyalphascan.cli", "run"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--minutes", type=float, default=3.0)
+    ap.add_argument("--events", type=int, default=300)
+    a = ap.parse_args()
+    duration = a.minutes * 60
+    keys = RedisKeys(PREFIX)
+    with EmbeddedRedis() as rs, StandIns(seed=31, n_events=a.events, clob_rate=300.0) as s, \
+            tempfile.TemporaryDirectory() as rec:
+        s.gamma.faults = GammaFaults(error_rate_429=0.05, retry_after_s=0.2, error_rate_5xx=0.05, drift_rate=0.01, seed=1)
+        s.clob.faults = ClobFaults(malformed_rate=0.01, duplicate_rate=0.02, reorder_rate=0.02, seed=2)
+        s.llm.faults = LLMFaults(latency_s=0.05, rate_429=0.1, retry_after_s=0.2, rate_invalid_json=0.05,
+                                 rate_error_body=0.05, seed=3)
+        env = {k: v for k, v in os.environ.items()}
+        env.update({k.upper(): str(v) for k, v in s.settings_overrides().items()})
+        env.update(REDIS_URL=rs.url, REDIS_KEY_PREFIX=PREFIX, RECOVERY_DIR=rec, SNAPSHOT_INTERVAL_SECONDS="2",
+                   POLL_INTERVAL_SECONDS="2", FULL_RECONCILE_EVERY="3", MIN_COVERAGE="0", MAX_COST="100",
+                   WS_STALL_TIMEOUT_SECONDS="5", WS_PING_INTERVAL_SECONDS="2", ENABLE_REDIS_CACHE="true",
+                   LOG_LEVEL="WARNING")
+        flow = start_flow(env)
+        activity = MarketActivity(s, interval=3.0, seed=4).start()
+        client = redis.Redis.from_url(rs.url)
+        t0 = time.monotonic()
+        rss: list[tuple[float, float]] = []
+        faults = {"drops": 0, "stalls": 0, "redis_restarts": 0, "process_kills": 0}
+        next_drop, next_stall = t0 + 20, t0 + 35
+        redis_at, kill_at = t0 + duration * 0.4, t0 + duration * 0.6
+        updates_before_kill = 0.0
+        while time.monotonic() - t0 < duration:
+            now = time.monotonic()
+            try:
+                rss.append((now - t0, psutil.Process(flow.pid).memory_info().rss / 2**20))
+            except psutil.NoSuchProcess:
+                pass
+            if now >= next_drop:
+                s.clob.drop_all(); faults["drops"] += 1; next_drop = now + 30
+            if now >= next_stall:
+                s.clob.stall(True); time.sleep(7); s.clob.stall(False); faults["stalls"] += 1; next_stall = now + 45
+            if now >= redis_at:
+                updates_before_kill += read_metrics(client, keys, "ws").get("updates", 0)
+                rs.restart(downtime=3); faults["redis_restarts"] += 1; redis_at = float("inf")
+                client = redis.Redis.from_url(rs.url)
+            if now >= kill_at:
+                flow.send_signal(signal.SIGKILL); flow.wait(10); faults["process_kills"] += 1
+                flow = start_flow(env); kill_at = float("inf")
+            time.sleep(1.0)
+        # quiesce and check convergence against the ground truth
+        activity.stop()
+        s.gamma.faults = GammaFaults(); s.clob.faults = ClobFaults(); s.llm.faults = LLMFaults(); s.clob.stall(False)
+        s.clob.pause()
+        truth = s.universe.ground_truth()
+        deadline = time.monotonic() + 120
+        lost = stale = -1
+        while time.monotonic() < deadline:
+            ids = [m.decode() for m in client.zrange(keys.ranking, 0, -1)]
+            data = {i: orjson.loads(client.hget(keys.portfolio(i), "data") or b"null") for i in ids}
+            lost = len(set(truth.covers) - set(data)) + len(set(data) - set(truth.covers))
+            stale = sum(1 for i, p in data.items() if p and i in truth.covers and abs(p["cost"] - truth.covers[i].cost) > 1e-9)
+            if lost == 0 and stale == 0:
+                break
+            time.sleep(1.0)
+        ws = read_metrics(client, keys, "ws")
+        sink = read_metrics(client, keys, "sink")
+        flow.send_signal(signal.SIGTERM)
+        rc = flow.wait(60)
+    half = len(rss) // 2
+    first, second = max(r for _, r in rss[:half]), max(r for _, r in rss[half:])
+    print(f"soak: {a.minutes:g} min, {a.events} events (+ market activity every 3 s), all fault knobs on")
+    print(f"updates processed by the shards: {updates_before_kill + ws.get('updates', 0):,.0f}")
+    print(f"faults injected: CLOB drops {faults['drops']}, stalls {faults['stalls']}, malformed "
+          f"{s.clob.stats.faults['malformed']}, duplicated {s.clob.stats.faults['duplicated']}, reordered "
+          f"{s.clob.stats.faults['reordered']}; Gamma 429 {s.gamma.stats.faults['429']}, 5xx {s.gamma.stats.faults['5xx']}, "
+          f"drift {s.gamma.stats.faults['drift']}; LLM {dict(s.llm.stats.outcomes)}; Redis restarts "
+          f"{faults['redis_restarts']}; process kills {faults['process_kills']}")
+    print(f"recoveries (after the kill): reconnects {ws.get('reconnects', 0):.0f}, stalls detected {ws.get('stalls', 0):.0f}, "
+          f"Redis restarts rewritten {sink.get('restarts_detected', 0):.0f}")
+    print(f"items lost at the end: {lost} (goal 0); stale prices at the end: {stale} (goal 0)")
+    print(f"flow process RSS: peak {max(r for _, r in rss):.0f} MiB; first half peak {first:.0f}, second half peak "
+          f"{second:.0f} ({'growing' if second > first * 1.2 else 'flat'}); exit code on SIGTERM {rc}")
+
+
+if __name__ == "__main__":
+    main()
