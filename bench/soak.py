@@ -37,6 +37,10 @@ from standins.llm_server import LLMFaults
 PREFIX = "soak"
 
 
+def shard_updates(ws: dict[str, float]) -> float:
+    return sum(v for k, v in ws.items() if k.startswith("shard") and k.endswith("_updates"))
+
+
 def start_flow(env: dict[str, str]) -> subprocess.Popen[bytes]:
     return subprocess.Popen([sys.executable, "-m", "polyalphascan.cli", "run"], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -70,6 +74,7 @@ def main() -> None:
         next_drop, next_stall = t0 + 20, t0 + 35
         redis_at, kill_at = t0 + duration * 0.4, t0 + duration * 0.6
         updates_before_kill = 0.0
+        before_kill: dict[str, dict[str, float]] = {"ws": {}, "sink": {}}
         while time.monotonic() - t0 < duration:
             now = time.monotonic()
             try:
@@ -81,10 +86,11 @@ def main() -> None:
             if now >= next_stall:
                 s.clob.stall(True); time.sleep(7); s.clob.stall(False); faults["stalls"] += 1; next_stall = now + 45
             if now >= redis_at:
-                updates_before_kill += read_metrics(client, keys, "ws").get("updates", 0)
                 rs.restart(downtime=3); faults["redis_restarts"] += 1; redis_at = float("inf")
                 client = redis.Redis.from_url(rs.url)
             if now >= kill_at:
+                before_kill = {g: read_metrics(client, keys, g) for g in ("ws", "sink")}
+                updates_before_kill = shard_updates(before_kill["ws"])
                 flow.send_signal(signal.SIGKILL); flow.wait(10); faults["process_kills"] += 1
                 flow = start_flow(env); kill_at = float("inf")
             time.sleep(1.0)
@@ -110,14 +116,16 @@ def main() -> None:
     half = len(rss) // 2
     first, second = max(r for _, r in rss[:half]), max(r for _, r in rss[half:])
     print(f"soak: {a.minutes:g} min, {a.events} events (+ market activity every 3 s), all fault knobs on")
-    print(f"updates processed by the shards: {updates_before_kill + ws.get('updates', 0):,.0f}")
+    print(f"updates processed by the shards: {updates_before_kill + shard_updates(ws):,.0f}")
     print(f"faults injected: CLOB drops {faults['drops']}, stalls {faults['stalls']}, malformed "
           f"{s.clob.stats.faults['malformed']}, duplicated {s.clob.stats.faults['duplicated']}, reordered "
           f"{s.clob.stats.faults['reordered']}; Gamma 429 {s.gamma.stats.faults['429']}, 5xx {s.gamma.stats.faults['5xx']}, "
           f"drift {s.gamma.stats.faults['drift']}; LLM {dict(s.llm.stats.outcomes)}; Redis restarts "
           f"{faults['redis_restarts']}; process kills {faults['process_kills']}")
-    print(f"recoveries (after the kill): reconnects {ws.get('reconnects', 0):.0f}, stalls detected {ws.get('stalls', 0):.0f}, "
-          f"Redis restarts rewritten {sink.get('restarts_detected', 0):.0f}")
+    total = {k: before_kill["ws"].get(k, 0) + ws.get(k, 0) for k in ("reconnects", "stalls")}
+    rewrites = before_kill["sink"].get("restarts_detected", 0) + sink.get("restarts_detected", 0)
+    print(f"recoveries: reconnects {total['reconnects']:.0f}, stalls detected {total['stalls']:.0f}, "
+          f"Redis restarts noticed and rewritten {rewrites:.0f}, resumed after kill -9 {faults['process_kills']}")
     print(f"items lost at the end: {lost} (goal 0); stale prices at the end: {stale} (goal 0)")
     print(f"flow process RSS: peak {max(r for _, r in rss):.0f} MiB; first half peak {first:.0f}, second half peak "
           f"{second:.0f} ({'growing' if second > first * 1.2 else 'flat'}); exit code on SIGTERM {rc}")
