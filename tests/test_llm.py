@@ -244,7 +244,8 @@ def test_prices_keep_flowing_while_100_slow_calls_are_in_flight(server: LLMServe
     run_main(flow, epoch_interval=timedelta(milliseconds=100))
     assert server.stats.peak_in_flight == 100  # 100 slow calls really were in flight together
     gaps = [b - a for a, b in zip(ticks, ticks[1:])]
-    assert len(ticks) > 30 and max(gaps) < 0.25, max(gaps)  # never stalled behind the LLM calls
+    # each call takes 1 s: a worker that waited on one would show a gap of ~1 s; allow scheduling noise
+    assert len(ticks) > 30 and max(gaps) < 0.5, max(gaps)
 
 
 def test_resumed_logic_resends_only_unfinished_targets(server: LLMServer, universe: Universe) -> None:
