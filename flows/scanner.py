@@ -1,7 +1,7 @@
 """The polyalphascan dataflow: wiring only. Every step is one hop from here.
 
     Gamma ─► events (EventDelta) ─┬─► token_registry (Redis: which tokens the shards subscribe)
-                                  ├─► group ─┬─► rule_covers ──────────────────────┐
+                                  ├─► group ─┬─► rule_covers (per event; retracts) ──┐
                                   │          └─► catalog ─► llm ─► pairs ──────────┤ covers
                                   └─► closed_markets ───────────────────────────┐  │
     CLOB WS ─► prices (PriceUpdate, one partition per shard) ─────────────────┐ │  │
@@ -29,8 +29,8 @@ from operators.async_llm import llm_implications
 from operators.grouping import group_event
 from operators.pairs import expand_implication
 from operators.portfolio_join import portfolio_join
-from operators.rule_covers import rule_covers
-from polyalphascan.records import DeltaKind, EventDelta, MarketClosed
+from operators.cover_lifecycle import RuleCoverDiff
+from polyalphascan.records import CoverSpec, DeltaKind, EventDelta, MarketClosed
 from polyalphascan.settings import Settings
 
 CATALOG_KEY = "catalog"
@@ -60,7 +60,10 @@ def build_flow(
     groups = op.filter_map("group", deltas, lambda d: group_event(d.event))
     closed = op.flat_map("closed_markets", deltas, closed_markets)
 
-    rule = op.flat_map("rule_covers", groups, rule_covers)
+    by_event = op.key_on("by_event", groups, lambda g: g.event_id)
+    rule_changes = op.map("rule_unkey", op.stateful("rule_covers", by_event, RuleCoverDiff), lambda kv: kv[1])
+    rule_split = op.branch("rule_split", rule_changes, lambda c: isinstance(c, CoverSpec))
+    rule = rule_split.trues
     catalog = op.key_on("catalog", groups, lambda _g: CATALOG_KEY)
     found = llm_implications("llm", catalog, settings, redis_url=redis_url)
     llm = op.flat_map(
@@ -72,7 +75,8 @@ def build_flow(
 
     prices = op.input("prices", flow, price_source or PriceShardSource(settings, redis_url))
     changes = portfolio_join(
-        "join", prices, covers, closed, min_coverage=settings.min_coverage, max_cost=settings.max_cost
+        "join", prices, covers, closed, min_coverage=settings.min_coverage, max_cost=settings.max_cost,
+        retracted=rule_split.falses,
     )
     op.output("redis", changes, PortfolioSink(redis_url, settings.redis_key_prefix, stream_max_len=settings.stream_max_len))
     return flow

@@ -25,6 +25,7 @@ from bytewax.operators import StatefulLogic
 from operators.pricing import price_cover, quote_changed
 from polyalphascan.metrics import metrics
 from polyalphascan.records import (
+    CoverRetracted,
     CoverSpec,
     MarketClosed,
     PortfolioChange,
@@ -68,6 +69,10 @@ class TokenFanout(StatefulLogic):
         if kind == "close":
             out = [(cid, ("rm", "market_closed")) for cid in self.covers]
             return out, StatefulLogic.DISCARD
+        if kind == "retract":
+            if self.covers.pop(payload, None) is not None:
+                return [(payload, ("rm", "retracted"))], StatefulLogic.RETAIN
+            return [], StatefulLogic.RETAIN
         return [], StatefulLogic.RETAIN
 
     def snapshot(self) -> tuple[PriceUpdate | None, dict[str, CoverSpec]]:
@@ -145,12 +150,17 @@ def portfolio_join(
     *,
     min_coverage: float,
     max_cost: float,
+    retracted: Stream[CoverRetracted] | None = None,
 ) -> Stream[PortfolioChange]:
-    """Wire both stages: prices + covers + closures in, portfolio upserts/removals out."""
+    """Wire both stages: prices + covers + closures (+ retractions) in, upserts/removals out."""
     px = op.map(f"{step_id}_px", prices, lambda p: (p.token_id, ("px", p)))
     reg = op.flat_map(f"{step_id}_reg", covers, _registrations)
     cls = op.map(f"{step_id}_close", closed, lambda c: (c.yes_token, ("close", c.market_id)))
-    by_token = op.merge(f"{step_id}_by_token", px, reg, cls)
+    inputs = [px, reg, cls]
+    if retracted is not None:
+        inputs.append(op.flat_map(f"{step_id}_retract", retracted,
+                                  lambda r: [(tok, ("retract", r.cover_id)) for tok in r.yes_tokens]))
+    by_token = op.merge(f"{step_id}_by_token", *inputs)
     fanned = op.stateful(f"{step_id}_fanout", by_token, TokenFanout)
     # output items are (token, (cover_id, msg)): re-key by cover id
     by_cover = op.map(f"{step_id}_rekey", fanned, lambda kv: kv[1])

@@ -288,3 +288,12 @@ class ImplicationFound:
     implication: GroupImplication
     premise: Group
     conclusion: Group
+
+
+@dataclass(frozen=True, slots=True)
+class CoverRetracted:
+    """A cover that no longer holds (its event changed shape, e.g. a new outcome makes an
+    all-YES basket non-exhaustive): its portfolio goes."""
+
+    cover_id: str
+    yes_tokens: tuple[str, ...]

@@ -142,6 +142,12 @@ def test_flow_finds_exactly_the_universe_covers_and_reprices(world, redis_server
                  30, "removal of the closed market's portfolios")
         wait_for(converged(standins, client), 30, "convergence after the closure")
 
+        # a new outcome in an exhaustive candidate event: its old baskets are retracted
+        candidate = next(str(e["id"]) for e in standins.universe.gamma_events()
+                         if standins.universe.event_kind(str(e["id"])) == "candidate" and not e["closed"])
+        standins.universe.add_market(candidate)
+        wait_for(converged(standins, client), 30, "convergence after a new outcome")
+
         # live prices keep flowing: resume the walk and the scanner stays consistent
         sent = standins.clob.stats.updates_sent
         standins.clob.resume()
