@@ -109,6 +109,8 @@ def main() -> None:
             if lost == 0 and stale == 0:
                 break
             time.sleep(1.0)
+        missing = sorted(set(truth.covers) - set(data))
+        extra = sorted(set(data) - set(truth.covers))
         ws = read_metrics(client, keys, "ws")
         sink = read_metrics(client, keys, "sink")
         flow.send_signal(signal.SIGTERM)
@@ -127,6 +129,11 @@ def main() -> None:
     print(f"recoveries: reconnects {total['reconnects']:.0f}, stalls detected {total['stalls']:.0f}, "
           f"Redis restarts noticed and rewritten {rewrites:.0f}, resumed after kill -9 {faults['process_kills']}")
     print(f"items lost at the end: {lost} (goal 0); stale prices at the end: {stale} (goal 0)")
+    for cid in missing:
+        c = truth.covers[cid]
+        print(f"  missing: {cid} legs {[(leg.market_id, leg.side.value, leg.event_id) for leg in c.legs]}")
+    for cid in extra:
+        print(f"  extra (no longer a cover): {cid}")
     print(f"flow process RSS: peak {max(r for _, r in rss):.0f} MiB; first half peak {first:.0f}, second half peak "
           f"{second:.0f} ({'growing' if second > first * 1.2 else 'flat'}); exit code on SIGTERM {rc}")
 
