@@ -41,17 +41,21 @@ def shard_updates(ws: dict[str, float]) -> float:
     return sum(v for k, v in ws.items() if k.startswith("shard") and k.endswith("_updates"))
 
 
-def start_flow(env: dict[str, str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "polyalphascan.cli", "run"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+def start_flow(env: dict[str, str], log_path: str) -> subprocess.Popen[bytes]:
+    """The flow as its own process; its warnings and errors go to `log_path` (appended)."""
+    with open(log_path, "ab") as log_file:
+        return subprocess.Popen([sys.executable, "-m", "polyalphascan.cli", "run"], env=env,
+                                stdout=subprocess.DEVNULL, stderr=log_file)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--minutes", type=float, default=3.0)
     ap.add_argument("--events", type=int, default=300)
+    ap.add_argument("--log", default="soak-flow.log", help="where the flow process writes its warnings")
     a = ap.parse_args()
     duration = a.minutes * 60
+    open(a.log, "wb").close()
     keys = RedisKeys(PREFIX)
     with EmbeddedRedis() as rs, StandIns(seed=31, n_events=a.events, clob_rate=300.0) as s, \
             tempfile.TemporaryDirectory() as rec:
@@ -65,7 +69,7 @@ def main() -> None:
                    POLL_INTERVAL_SECONDS="2", FULL_RECONCILE_EVERY="3", MIN_COVERAGE="0", MAX_COST="100",
                    WS_STALL_TIMEOUT_SECONDS="5", WS_PING_INTERVAL_SECONDS="2", ENABLE_REDIS_CACHE="true",
                    LOG_LEVEL="WARNING")
-        flow = start_flow(env)
+        flow = start_flow(env, a.log)
         activity = MarketActivity(s, interval=3.0, seed=4).start()
         client = redis.Redis.from_url(rs.url)
         t0 = time.monotonic()
@@ -92,7 +96,7 @@ def main() -> None:
                 before_kill = {g: read_metrics(client, keys, g) for g in ("ws", "sink")}
                 updates_before_kill = shard_updates(before_kill["ws"])
                 flow.send_signal(signal.SIGKILL); flow.wait(10); faults["process_kills"] += 1
-                flow = start_flow(env); kill_at = float("inf")
+                flow = start_flow(env, a.log); kill_at = float("inf")
             time.sleep(1.0)
         # quiesce and check convergence against the ground truth
         activity.stop()
@@ -113,6 +117,8 @@ def main() -> None:
         extra = sorted(set(data) - set(truth.covers))
         ws = read_metrics(client, keys, "ws")
         sink = read_metrics(client, keys, "sink")
+        llm = read_metrics(client, keys, "llm")
+        poller = read_metrics(client, keys, "poller")
         flow.send_signal(signal.SIGTERM)
         rc = flow.wait(60)
     half = len(rss) // 2
@@ -128,6 +134,11 @@ def main() -> None:
     rewrites = before_kill["sink"].get("restarts_detected", 0) + sink.get("restarts_detected", 0)
     print(f"recoveries: reconnects {total['reconnects']:.0f}, stalls detected {total['stalls']:.0f}, "
           f"Redis restarts noticed and rewritten {rewrites:.0f}, resumed after kill -9 {faults['process_kills']}")
+    print("LLM step after the restart: " + ", ".join(
+        f"{k} {llm.get(k, 0):.0f}" for k in ("targets_submitted", "implications", "groups_retry_scheduled",
+                                             "groups_failed", "backlog")))
+    print("Gamma poller after the restart: " + ", ".join(
+        f"{k} {poller.get(k, 0):.0f}" for k in ("errors_parse", "closure_lookups", "closure_lookups_failed")))
     print(f"items lost at the end: {lost} (goal 0); stale prices at the end: {stale} (goal 0)")
     for cid in missing:
         c = truth.covers[cid]

@@ -6,7 +6,11 @@ ascending=false`) and stop at the watermark (the highest event id already seen),
 events among 5,000 cost one page. Every `full_reconcile_every` polls — and every poll when
 incremental mode is off — a full pass over the open events finds what incremental paging
 cannot: new markets in existing events, closed markets, edited titles, and events that
-left the open listing (closed: all their markets are reported closed). Either way only
+left the open listing. An event missing from the listing is looked up (`/events/{id}`)
+before anything is closed: a record that was merely unreadable in the listing (schema
+drift, a mangled id) stays open; a closed or deleted event has all its markets reported
+closed; a lookup that fails decides nothing until the next full pass. When the listing was
+cut short (the legacy endpoint's offset cap) no closure is inferred at all. Either way only
 deltas are emitted (new / changed / market closed), each once, because the state holds a
 fingerprint per event and the open/closed status of every market.
 
@@ -151,8 +155,10 @@ class GammaPoller:
         self.tags = list(tags or [])
 
     # ---------------------------------------------------------------- fetching
-    def _pages(self, *, newest_first: bool, stop_at: int | None, tag: str | None) -> tuple[list[dict[str, Any]], int]:
-        """Raw events, newest first when asked, stopping once ids reach `stop_at`."""
+    def _pages(self, *, newest_first: bool, stop_at: int | None,
+               tag: str | None) -> tuple[list[dict[str, Any]], int, bool]:
+        """Raw events, newest first when asked, stopping once ids reach `stop_at`; and whether
+        the listing was complete (the legacy endpoint stops at its offset cap)."""
         base: list[tuple[str, Any]] = [("limit", PAGE_LIMIT), ("closed", "false"), ("order", "id"),
                                        ("ascending", "false" if newest_first else "true")]
         if tag:
@@ -177,7 +183,7 @@ class GammaPoller:
                     if not cursor or cursor in seen:
                         break
                     seen.add(cursor)
-                return out, pages
+                return out, pages, True
             except PollError as exc:
                 if "HTTP 404" not in str(exc) and "HTTP 503" not in str(exc):
                     raise
@@ -191,7 +197,7 @@ class GammaPoller:
             except PollError as exc:
                 if "HTTP 422" in str(exc):
                     log.warning("legacy_offset_cap_reached", offset=offset, fetched=len(out))
-                    break
+                    return out, pages, False
                 raise
             pages += 1
             if not isinstance(body, list) or not body:
@@ -200,7 +206,7 @@ class GammaPoller:
             if stop_at is not None and any(self._int_id(e) <= stop_at for e in body):
                 break
             offset += len(body)
-        return out, pages
+        return out, pages, pages < MAX_PAGES
 
     @staticmethod
     def _int_id(raw: Any) -> int:
@@ -216,10 +222,12 @@ class GammaPoller:
         full = (not self.incremental) or state.polls % self.full_every == 0
         raw_events: list[dict[str, Any]] = []
         pages = 0
+        complete = True
         for tag in self.tags or [None]:
-            got, n = self._pages(newest_first=True, stop_at=None if full else state.watermark, tag=tag)
+            got, n, whole = self._pages(newest_first=True, stop_at=None if full else state.watermark, tag=tag)
             raw_events.extend(got)
             pages += n
+            complete = complete and whole
         deltas: list[EventDelta] = []
         processed = 0
         listed: set[str] = set()
@@ -241,21 +249,60 @@ class GammaPoller:
             listed.add(event.id)
             deltas.extend(self._diff(new, event))
         if full:
-            for eid in list(new.fingerprints):
-                if eid not in listed:  # left the open listing: closed
-                    closing = [mid for mid, closed in new.market_closed.get(eid, {}).items() if not closed]
-                    if closing:
-                        stubs = tuple(Market(id=mid, event_id=eid, question="", slug="", condition_id="",
-                                             yes_token=new.market_tokens.get(mid, ("", ""))[0],
-                                             no_token=new.market_tokens.get(mid, ("", ""))[1], closed=True)
-                                      for mid in closing)
-                        ev = Event(id=eid, slug="", title="", closed=True, markets=stubs)
-                        deltas.append(EventDelta(DeltaKind.MARKET_CLOSED, ev, ("closed",), (), tuple(closing)))
-                    for mid in new.market_closed.pop(eid, {}):
-                        new.market_tokens.pop(mid, None)
-                    new.fingerprints.pop(eid, None)
+            for eid in self._left_listing(new, listed, complete):
+                try:
+                    event = self._look_up(eid)
+                except PollError as exc:  # cannot tell now: keep it open, ask again next full pass
+                    _m.inc("closure_lookups_failed")
+                    _limited.warning("lookup", "closure_lookup_failed", id=eid, error=str(exc)[:200])
+                    continue
+                if event is not None and not event.closed:  # still open: its listed record was unreadable
+                    deltas.extend(self._diff(new, event))
+                else:
+                    deltas.extend(self._close_event(new, eid))
         new.polls += 1
         return PollResult(deltas, new, full, pages, len(raw_events), processed, time.monotonic() - t0)
+
+    @staticmethod
+    def _close_event(state: PollerState, eid: str) -> list[EventDelta]:
+        """The event closed or is gone: every market of it still open closes; it is forgotten."""
+        out: list[EventDelta] = []
+        closing = [mid for mid, closed in state.market_closed.get(eid, {}).items() if not closed]
+        if closing:
+            stubs = tuple(Market(id=mid, event_id=eid, question="", slug="", condition_id="",
+                                 yes_token=state.market_tokens.get(mid, ("", ""))[0],
+                                 no_token=state.market_tokens.get(mid, ("", ""))[1], closed=True)
+                          for mid in closing)
+            ev = Event(id=eid, slug="", title="", closed=True, markets=stubs)
+            out.append(EventDelta(DeltaKind.MARKET_CLOSED, ev, ("closed",), (), tuple(closing)))
+        for mid in state.market_closed.pop(eid, {}):
+            state.market_tokens.pop(mid, None)
+        state.fingerprints.pop(eid, None)
+        return out
+
+    def _left_listing(self, state: PollerState, listed: set[str], complete: bool) -> list[str]:
+        """Known events the full listing did not show; none when the listing was cut short."""
+        absent = [eid for eid in state.fingerprints if eid not in listed]
+        if absent and not complete:
+            _m.inc("closure_checks_skipped")
+            _limited.warning("listing", "closure_check_skipped", reason="listing incomplete", absent=len(absent))
+            return []
+        return absent
+
+    def _look_up(self, event_id: str) -> Event | None:
+        """The event as `/events/{id}` has it, or None when Gamma no longer has it (404).
+        Raises PollError when it cannot tell."""
+        try:
+            raw = self.client.get_json(f"/events/{event_id}", [])
+        except PollError as exc:
+            if "HTTP 404" in str(exc):
+                return None
+            raise
+        _m.inc("closure_lookups")
+        try:
+            return parse_event(raw)
+        except GammaParseError as exc:
+            raise PollError(f"/events/{event_id}: {exc}") from None
 
     @staticmethod
     def _diff(state: PollerState, event: Event) -> list[EventDelta]:

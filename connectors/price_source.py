@@ -114,6 +114,12 @@ class ShardClient:
             _limited.warning(f"registry{self.shard}", "token_registry_unreadable", shard=self.shard, error=str(exc))
             return set(self.subscribed)
 
+    def _complements(self, tokens: set[str]) -> set[str]:
+        try:
+            return self.registry.complements(tokens)
+        except redis.RedisError:
+            return set(self.tracker.complements)  # keep what we knew; only the error count is affected
+
     def _version(self, current: int) -> int:
         try:
             return self.registry.version()
@@ -125,15 +131,16 @@ class ShardClient:
         await asyncio.sleep(self.shard * self.stagger)  # staggered connects
         delay = self.backoff_base
         while not self._stop.is_set():
+            # the version first: a change landing between the two reads is seen at the next refresh
+            version = await asyncio.to_thread(self._version, -1)
             desired = await asyncio.to_thread(self._desired)
             if not desired:
                 await asyncio.sleep(self.refresh_interval)
                 continue
             try:
-                await self._session(desired)
+                await self._session(desired, version)
                 delay = self.backoff_base  # a session that ended cleanly (stall resync) reconnects at once
             except (OSError, websockets.WebSocketException, asyncio.TimeoutError, redis.RedisError) as exc:
-                self.connected = False
                 self.reconnects += 1
                 _m.inc("reconnects")
                 wait = delay * (0.5 + random.random())  # jitter
@@ -142,23 +149,29 @@ class ShardClient:
                 await asyncio.sleep(wait)
                 delay = min(delay * 2, self.backoff_max)
             except Exception as exc:  # a bug must not silence a shard forever: log, back off, go on
-                self.connected = False
                 self.reconnects += 1
                 log.exception("ws_shard_session_failed", shard=self.shard, error=repr(exc))
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.backoff_max)
 
-    async def _session(self, desired: set[str]) -> None:
+    async def _session(self, desired: set[str], version: int) -> None:
+        try:
+            await self._connected_session(desired, version)
+        finally:
+            self.connected = False  # also while backing off after an error
+
+    async def _connected_session(self, desired: set[str], version: int) -> None:
+        complements = await asyncio.to_thread(self._complements, desired)
         async with websockets.connect(self.url, ping_interval=None, max_size=2**24, open_timeout=10,
                                       compression=None) as ws:
             self.connected = True
             self.tracker = BookTracker(self.shard)
             self.tracker.subscribed = set(desired)
+            self.tracker.complements = complements
             self.subscribed = set(desired)
             await ws.send(orjson.dumps({"type": "market", "assets_ids": sorted(desired), "initial_dump": True,
                                         "level": 2, "custom_feature_enabled": False}).decode())
             log.info("ws_subscribed", shard=self.shard, tokens=len(desired))
-            version = await asyncio.to_thread(self._version, -1)
             last_data = time.monotonic()
             last_pong = time.monotonic()
             next_ping = time.monotonic() + self.ping_interval
@@ -191,7 +204,6 @@ class ShardClient:
                     self.stalls += 1
                     _m.inc("stalls")
                     log.warning("ws_stall_resync", shard=self.shard, silent_s=round(now - last_data, 2))
-                    self.connected = False
                     return  # reconnect at once: a fresh initial dump resyncs every book
                 if now >= next_refresh:
                     next_refresh = now + self.refresh_interval
@@ -211,6 +223,8 @@ class ShardClient:
         if add:
             self.tracker.subscribed.update(add)
             await ws.send(orjson.dumps({"operation": "subscribe", "assets_ids": add}).decode())
+        if add or drop:
+            self.tracker.complements = await asyncio.to_thread(self._complements, desired)
         self.subscribed = set(desired)
         if add or drop:
             log.info("ws_subscription_changed", shard=self.shard, added=len(add), removed=len(drop))

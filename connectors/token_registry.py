@@ -155,6 +155,13 @@ class TokenRegistry:
         raw = self.client.hget(self.info_key, token)
         return orjson.loads(raw)["no_token"] if raw else None
 
+    def complements(self, tokens: Iterable[str]) -> set[str]:
+        """The NO tokens of these YES tokens (one HMGET): their book entries are expected, not errors."""
+        toks = list(tokens)
+        if not toks:
+            return set()
+        return {orjson.loads(raw)["no_token"] for raw in self.client.hmget(self.info_key, toks) if raw}
+
 
 class RegistryWriter:
     """Write-behind for the registry: `submit` never blocks the worker; a thread applies the

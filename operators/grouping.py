@@ -3,9 +3,12 @@
 Partition type from the bracket labels (`groupItemTitle`) of the event's open markets,
 following the seed:
 - TIMEFRAME: every label is a date ("March 31, 2026", "June 30", "Q2 2026", "2027");
-- THRESHOLD: every label is a number or range ("$100k", "↑ 120k", "$1.60", ">2M", "1-2M");
+- THRESHOLD: every label is a number ("$100k", "↑ 120k", "$1.60", ">2M"), and none is a
+  range;
 - SINGLE: one market;
-- CANDIDATE: otherwise (entities).
+- CANDIDATE: otherwise: entities, and range buckets ("<200", "200-219", "220+"): the
+  buckets of one quantity are exclusive outcomes, never a ladder ("220-239" YES does not
+  make "200-219" YES).
 Placeholder outcomes ("Person A", "Candidate B") are dropped first and counted, because a
 candidate event with a dropped placeholder is no longer exhaustive (no ALL_YES cover).
 
@@ -18,9 +21,11 @@ event is negRisk or two or more of its markets share a resolution date. A THRESH
 also shares one date but is never exclusive (above $100k and above $120k can both be YES),
 so it is classified before that rule applies.
 
-Threshold direction: "↑"/"↓" in labels, else words in the question/title — "above", "over",
-"more than", "at least", "reach", "hit", "exceed" ⇒ above; "below", "under", "less than",
-"dip to", "fall to", "drop to" ⇒ below.
+Threshold direction, per market: an arrow or direction word in its own label ("↑ 120k",
+"↓ 80k": "What price will BTC hit?" events mix both, and only same-direction bars form a
+ladder), else the event's direction from the words in the labels, questions, then title —
+"above", "over", "more than", "at least", "reach", "hit", "exceed" ⇒ above; "below",
+"under", "less than", "dip to", "fall to", "drop to" ⇒ below.
 """
 
 from __future__ import annotations
@@ -51,6 +56,7 @@ _NUMBER = re.compile(
     r"(?:\s*(?:-|–|to)\s*\$?\s*\d[\d,]*(?:\.\d+)?\s*[kmb%]?)?\s*(?:\+)?\s*$",
     re.I,
 )
+_RANGE = re.compile(r"\d[\d,]*(?:\.\d+)?\s*[kmb%]?\s*(?:-|–|to)\s*\$?\s*\d", re.I)
 _PLACEHOLDER = re.compile(r"^\s*(person|candidate|player|team|option|company|individual|nominee)\s+[A-Z]{1,2}\s*$", re.I)
 _ABOVE = re.compile(r"\b(above|over|more than|at least|reach(?:es)?|hit|exceed|greater than|higher than)\b|↑|≥|>", re.I)
 _BELOW = re.compile(r"\b(below|under|less than|dip(?:s)? to|fall(?:s)? to|drop(?:s)? to|lower than)\b|↓|≤|<", re.I)
@@ -86,6 +92,17 @@ def parse_threshold(label: str) -> float | None:
         return None
     value = float(m.group(1).replace(",", ""))
     return value * _SCALE.get((m.group(2) or "").lower(), 1.0)
+
+
+def label_is_range(label: str) -> bool:
+    """A bucket label ("200-219", "$1–2M", "10 to 20"), one of several exclusive outcomes."""
+    return bool(_RANGE.search(label))
+
+
+def _label_direction(label: str) -> str | None:
+    """The direction a label states itself ("↑ 120k", "below $80k"), if it does."""
+    above, below = bool(_ABOVE.search(label)), bool(_BELOW.search(label))
+    return ("above" if above else "below") if above != below else None
 
 
 def _iso_day(value: str | None) -> date | None:
@@ -147,11 +164,12 @@ def group_event(event: Event) -> Group | None:
         ptype = PartitionType.SINGLE
     elif all(label and label_is_date(label) for label in labels):
         ptype = PartitionType.TIMEFRAME
-    elif all(label and parse_threshold(label) is not None for label in labels):
+    elif all(label and parse_threshold(label) is not None for label in labels) \
+            and not any(label_is_range(label) for label in labels):
         ptype = PartitionType.THRESHOLD
     else:
         ptype = PartitionType.CANDIDATE
-    direction = (
+    event_direction = (
         threshold_direction(labels, [m.question for m in named], event.title)
         if ptype is PartitionType.THRESHOLD
         else None
@@ -165,7 +183,7 @@ def group_event(event: Event) -> Group | None:
             no_token=m.no_token,
             resolution_date=d.isoformat() if d else None,
             threshold=parse_threshold(m.group_item_title or "") if ptype is PartitionType.THRESHOLD else None,
-            direction=direction,
+            direction=(_label_direction(m.group_item_title or "") or event_direction) if event_direction else None,
         )
         for m, d in zip(named, dates)
     )

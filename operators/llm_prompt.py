@@ -9,7 +9,8 @@ logical necessity, no correlations, "when in doubt, leave it out".
 Retrieval: a 5,000-group universe must not put 5,000 titles in every prompt. Candidates
 are the groups sharing the most informative words with the target (an inverted index
 over lower-cased title words without stop words, weighted by inverse document frequency),
-at most `LLM_CANDIDATES_PER_TARGET` (default 40) per prompt.
+at most `LLM_CANDIDATES_PER_TARGET` (default 40) per prompt; words too common to tell
+groups apart only fill the list when the rarer words found fewer than that.
 
 Answers are matched back to groups robustly: exact title, then case-insensitive, then
 normalised (punctuation and spacing), then a unique substring match; anything else is
@@ -79,16 +80,27 @@ class RetrievalIndex:
                     del self.postings[w]
 
     def candidates(self, event_id: str, k: int) -> list[str]:
+        """The `k` groups sharing the most informative words. Words in more than a fifth of
+        the catalogue ("trump" among 5,000 political titles) only score groups that rarer
+        words already found, unless those are fewer than `k`: then they fill up."""
         words = self.words.get(event_id, set())
         n = max(len(self.words), 1)
         scores: dict[str, float] = defaultdict(float)
+        common: list[tuple[int, str]] = []
         for w in words:
             ids = self.postings.get(w, set())
             if len(ids) > max(50, n // 5):
-                continue  # too common to tell groups apart
+                common.append((len(ids), w))
+                continue
             idf = math.log(1 + n / len(ids))
             for other in ids:
                 if other != event_id:
+                    scores[other] += idf
+        for size, w in sorted(common):  # rarest of the common words first
+            idf = math.log(1 + n / size)
+            fill = len(scores) < k
+            for other in self.postings[w]:
+                if other != event_id and (fill or other in scores):
                     scores[other] += idf
         ranked = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
         return [eid for eid, _ in ranked[:k]]

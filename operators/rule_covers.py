@@ -3,7 +3,8 @@
 - TIMEFRAME ladder: "by an earlier date" ⇒ "by a later date", so for every d1 < d2:
   YES(d2) + NO(d1) pays at least $1. Equal dates give nothing.
 - THRESHOLD ladder, "above": above a higher bar ⇒ above a lower one: YES(lower) + NO(higher);
-  "below" mirrors it: YES(higher) + NO(lower). Equal bars give nothing.
+  "below" mirrors it: YES(higher) + NO(lower). Equal bars, and bars of opposite
+  directions in one event ("↑ 120k" and "↓ 80k"), give nothing.
 - Mutually exclusive event with N ≥ 2 named outcomes: all N NOs pay at least N−1 (ALL_NO);
   when it is also exhaustive (negRisk, no placeholder dropped) all N YESes pay exactly 1
   (ALL_YES).
@@ -40,8 +41,8 @@ def rule_covers(group: Group) -> list[CoverSpec]:
         bars = sorted((m for m in ms if m.threshold is not None), key=lambda m: m.threshold or 0.0)
         for i, low in enumerate(bars):
             for high in bars[i + 1:]:
-                if (high.threshold or 0.0) <= (low.threshold or 0.0):
-                    continue
+                if (high.threshold or 0.0) <= (low.threshold or 0.0) or low.direction != high.direction:
+                    continue  # equal bars, or a "reach" bar against a "dip to" bar: no implication
                 if (low.direction or "above") == "above":
                     out.append(_pair(CoverKind.THRESHOLD, group, low, high,
                                      f"above {high.label} implies above {low.label}"))

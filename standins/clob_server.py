@@ -315,37 +315,45 @@ class ClobServer:
         self._queue(conn, "INVALID OPERATION")
 
     def _frames(self, conn: _Conn, items: list[dict[str, Any] | str]) -> list[str]:
+        """Frames for the queued items, in queue order: data queued before a PONG goes out before it."""
         f = self.faults
         frames: list[str] = []
         data: list[dict[str, Any]] = []
         for item in items:
             if isinstance(item, str):
+                self._flush(data, frames)
+                data = []
                 frames.append(item)  # PONG, INVALID OPERATION: always answered, never stalled
                 continue
             if conn.stalled or f.stall_all:
                 continue
             if "__array__" in item:
-                arr = item["__array__"]
-                data.extend(arr)
+                data.extend(item["__array__"])
                 continue
             data.append(item)
             if f.duplicate_rate and f.rng.random() < f.duplicate_rate:
                 data.append(item)
                 self.stats.faults["duplicated"] += 1
-        if data:
-            if f.reorder_rate and f.rng.random() < f.reorder_rate:
-                f.rng.shuffle(data)
-                self.stats.faults["reordered"] += 1
-            self.stats.messages_sent += len(data)
-            payload = data[0] if len(data) == 1 else data
-            text = orjson.dumps(payload).decode()
-            if f.malformed_rate and f.rng.random() < f.malformed_rate:
-                text = f.rng.choice([text[: len(text) // 2], '{"event_type": "book", "asset_id": ', "\x00garbage",
-                                     '{"event_type":"price_change","price_changes":"oops"}',
-                                     '[{"event_type":"mystery_event","asset_id":"1"}]'])
-                self.stats.faults["malformed"] += 1
-            frames.append(text)
+        self._flush(data, frames)
         return frames
+
+    def _flush(self, data: list[dict[str, Any]], frames: list[str]) -> None:
+        """Data messages as one frame (an array when several), with the reorder/malformed faults."""
+        if not data:
+            return
+        f = self.faults
+        if f.reorder_rate and f.rng.random() < f.reorder_rate:
+            f.rng.shuffle(data)
+            self.stats.faults["reordered"] += 1
+        self.stats.messages_sent += len(data)
+        payload = data[0] if len(data) == 1 else data
+        text = orjson.dumps(payload).decode()
+        if f.malformed_rate and f.rng.random() < f.malformed_rate:
+            text = f.rng.choice([text[: len(text) // 2], '{"event_type": "book", "asset_id": ', "\x00garbage",
+                                 '{"event_type":"price_change","price_changes":"oops"}',
+                                 '[{"event_type":"mystery_event","asset_id":"1"}]'])
+            self.stats.faults["malformed"] += 1
+        frames.append(text)
 
     async def _writer(self, conn: _Conn) -> None:
         while True:

@@ -35,6 +35,9 @@ MAX_LIMIT = 100
 ORDER_FIELDS = {"id", "createdAt", "updatedAt", "endDate", "startDate", "volume", "liquidity"}
 
 
+DRIFT_KINDS = ("no_title", "text_id", "broken_tokens", "markets_object", "harmless")
+
+
 @dataclass
 class GammaFaults:
     latency_s: float = 0.0
@@ -43,6 +46,7 @@ class GammaFaults:
     error_rate_5xx: float = 0.0
     truncate_rate: float = 0.0
     drift_rate: float = 0.0  # per record: a renamed/missing field, a wrong type
+    drift_kinds: tuple[str, ...] = DRIFT_KINDS  # which of them (default: any)
     keyset_enabled: bool = True
     seed: int = 0
     rng: random.Random = field(init=False)
@@ -82,19 +86,19 @@ def _decode_cursor(cursor: str) -> tuple[Any, int] | None:
         return None
 
 
-def _drift(record: dict[str, Any], rng: random.Random) -> dict[str, Any]:
+def _drift(record: dict[str, Any], rng: random.Random, kinds: tuple[str, ...]) -> dict[str, Any]:
     """One kind of schema drift, as seen in the wild."""
     rec = copy.deepcopy(record)
-    choice = rng.randrange(5)
+    choice = rng.choice(kinds)
     markets = rec.get("markets") or []
-    if choice == 0:
+    if choice == "no_title":
         rec.pop("title", None)  # missing required field
-    elif choice == 1:
+    elif choice == "text_id":
         rec["id"] = f"evt-{rec.get('id')}"  # non-numeric id
-    elif choice == 2 and markets:
+    elif choice == "broken_tokens" and markets:
         markets[0]["clobTokenIds"] = "[not json"  # broken JSON-encoded string
         markets[0]["positionIds"] = "[not json"
-    elif choice == 3:
+    elif choice == "markets_object":
         rec["markets"] = {"unexpected": "object"}  # wrong type
     else:
         for m in markets:  # harmless drift: numbers as strings, extra fields
@@ -173,7 +177,7 @@ class GammaServer(ThreadedHttpServer):
             if isinstance(records, list):
                 for i, rec in enumerate(records):
                     if f.rng.random() < f.drift_rate:
-                        records[i] = _drift(rec, f.rng)
+                        records[i] = _drift(rec, f.rng, f.drift_kinds)
                         self.stats.faults["drift"] += 1
         body = orjson.dumps(payload)
         if f.truncate_rate and f.rng.random() < f.truncate_rate:

@@ -72,6 +72,26 @@ def test_threshold_ladders_above_and_below() -> None:
     assert parse_threshold("$1.2M") == 1.2e6 and parse_threshold("↑ 120k") == 120_000 and parse_threshold("Alice") is None
 
 
+def test_mixed_arrow_ladders_pair_only_within_a_direction() -> None:
+    g = group_event(ev([mk(1, "↑ 120k"), mk(2, "↑ 130k"), mk(3, "↓ 80k"), mk(4, "↓ 70k")],
+                       title="What price will Bitcoin hit in November?"))
+    assert g.partition_type is PartitionType.THRESHOLD
+    assert [m.direction for m in g.markets] == ["above", "above", "below", "below"]
+    # reach 130k ⇒ reach 120k; dip to 70k ⇒ dip to 80k; nothing between a "reach" and a "dip" bar
+    assert ids(rule_covers(g)) == [("threshold", (("1", "YES"), ("2", "NO"))),
+                                   ("threshold", (("3", "YES"), ("4", "NO")))]
+
+
+def test_range_buckets_are_exclusive_outcomes_not_a_ladder() -> None:
+    buckets = [mk(1, "<200"), mk(2, "200-219"), mk(3, "220–239"), mk(4, "240+")]
+    g = group_event(ev(buckets, title="How many posts will X make this week?", neg_risk=True))
+    assert g.partition_type is PartitionType.CANDIDATE and g.mutually_exclusive
+    assert all(m.threshold is None and m.direction is None for m in g.markets)
+    assert sorted(s.kind for s in rule_covers(g)) == sorted([CoverKind.ALL_NO, CoverKind.ALL_YES])
+    # a plain ladder of bars is still a ladder
+    assert group_event(ev([mk(1, "200+"), mk(2, "240+")])).partition_type is PartitionType.THRESHOLD
+
+
 def test_candidates_placeholders_and_baskets() -> None:
     names = [mk(1, "Alice"), mk(2, "Bob"), mk(3, "Other")]
     g = group_event(ev(names, neg_risk=True))

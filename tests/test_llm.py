@@ -277,3 +277,19 @@ def test_resumed_logic_resends_only_unfinished_targets(server: LLMServer, univer
     assert asked_again == with_candidates and asked_again  # exactly the unfinished targets
     assert not asked_again & {titles[e] for e in titles if e not in unfinished and titles[e] in answered}
     assert resumed.state.done == len(groups)
+
+
+def test_common_words_fill_the_candidates_only_when_rare_words_find_too_few() -> None:
+    index = RetrievalIndex()
+    for i in range(300):  # "trump" is in every title: too common to tell groups apart
+        index.upsert(f"f{i}", f"Trump filler topic{i}")
+    index.upsert("t", "Trump wins the presidency")
+    index.upsert("n", "Trump wins the Republican nomination")
+    index.upsert("p", "Republican turnout record presidency")
+    # the rare word "presidency" finds one group; "trump" fills up to k, rarest words first
+    got = index.candidates("t", 5)
+    assert got[0] == "p" and len(got) == 5
+    assert all("trump" in index.words[e] for e in got[1:])
+    # with enough rare-word candidates the common word adds nobody
+    assert index.candidates("t", 1) == ["p"]
+    assert index.candidates("n", 1) == ["p"]

@@ -130,6 +130,10 @@ def test_adding_a_token_is_one_subscribe_and_no_reconnect(redis_client: redis.Re
         assert got == {m.yes_token for m in ms[:40]}
         reg.add_markets(ms[40:])
         wait_for(lambda: ms[40].yes_token in client.tracker.top, what="book of the added token")
+        # the NO side of every subscribed market (the added one too) is expected in price_change, not an error
+        assert client.tracker.complements == {m.no_token for m in ms}
+        wait_for(lambda: client.tracker.events["complement_skipped"] > 0, what="a NO-token entry")
+        assert client.tracker.errors["unknown_token"] == 0
         (cid,) = clob.subscribers()
         assert clob.stats.connections_total == 1
         assert clob.stats.ops_by_connection[cid] == [("initial", 40), ("subscribe", 1)]
