@@ -32,21 +32,23 @@ log = get_logger(__name__)
 _m = metrics("sink")
 
 # KEYS: hash, ranking, opportunities, stream, alerts channel
-# ARGV: id, data, updated_ms, expected_profit, profit, tier, maxlen, kind, guaranteed, cost,
-#       payout, profit_pct, coverage, size_at_profit
+# ARGV: id, data (the portfolio JSON: the script reads its numbers, so the writer thread
+#       formats nothing twice and Redis does that work on its own core), maxlen
 _UPSERT = """
 local cur = redis.call('HMGET', KEYS[1], 'data', 'updated_ms', 'tier', 'profit')
 if cur[1] == ARGV[2] then return 0 end
-if cur[2] and tonumber(cur[2]) > tonumber(ARGV[3]) then return 0 end
-redis.call('HSET', KEYS[1], 'data', ARGV[2], 'updated_ms', ARGV[3], 'expected_profit', ARGV[4],
-  'profit', ARGV[5], 'tier', ARGV[6], 'kind', ARGV[8], 'guaranteed', ARGV[9], 'cost', ARGV[10],
-  'payout', ARGV[11], 'profit_pct', ARGV[12], 'coverage', ARGV[13], 'size_at_profit', ARGV[14])
-redis.call('ZADD', KEYS[2], ARGV[4], ARGV[1])
-local profitable = tonumber(ARGV[5]) > 1e-9
-if profitable then redis.call('ZADD', KEYS[3], ARGV[5], ARGV[1]) else redis.call('ZREM', KEYS[3], ARGV[1]) end
-redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[7], '*', 'op', 'upsert', 'id', ARGV[1], 'data', ARGV[2])
+local d = cjson.decode(ARGV[2])
+if cur[2] and tonumber(cur[2]) > d.updated_ms then return 0 end
+redis.call('HSET', KEYS[1], 'data', ARGV[2], 'updated_ms', string.format('%d', d.updated_ms),
+  'expected_profit', d.expected_profit, 'profit', d.profit, 'tier', d.tier, 'kind', d.kind,
+  'guaranteed', d.guaranteed and 1 or 0, 'cost', d.cost, 'payout', d.payout, 'profit_pct', d.profit_pct,
+  'coverage', d.coverage, 'size_at_profit', d.size_at_profit)
+redis.call('ZADD', KEYS[2], d.expected_profit, ARGV[1])
+local profitable = d.profit > 1e-9
+if profitable then redis.call('ZADD', KEYS[3], d.profit, ARGV[1]) else redis.call('ZREM', KEYS[3], ARGV[1]) end
+redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[3], '*', 'op', 'upsert', 'id', ARGV[1], 'data', ARGV[2])
 local alerts = 0
-if tonumber(ARGV[6]) == 1 and (not cur[3] or tonumber(cur[3]) ~= 1) then
+if d.tier == 1 and (not cur[3] or tonumber(cur[3]) ~= 1) then
   redis.call('PUBLISH', KEYS[5], '{"alert":"tier1","id":"' .. ARGV[1] .. '","data":' .. ARGV[2] .. '}')
   alerts = alerts + 1
 end
@@ -66,10 +68,6 @@ redis.call('ZREM', KEYS[3], ARGV[1])
 redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[3], '*', 'op', 'remove', 'id', ARGV[1], 'data', '', 'reason', ARGV[2])
 return 1
 """
-
-
-def _fmt(x: float) -> str:
-    return repr(round(x, 10))
 
 
 def change_key(change: PortfolioChange) -> str:
@@ -181,19 +179,14 @@ class PortfolioWriter:
         """One pipelined round trip for the batch; returns each script's result."""
         k = self.keys
         pipe = self.client.pipeline(transaction=False)
+        pipe.scripts.add(self._upsert)  # execute() loads it first if Redis lost it (a restart)
         maxlen = str(self.stream_max_len)
+        upsert = pipe.evalsha  # the hot path: no per-call Script wrapper
+        ranking, opportunities, changes, alerts = k.ranking, k.opportunities, k.changes, k.alerts
         for key, change in batch.items():
             if isinstance(change, PortfolioUpsert):
-                q = change.quote
-                self._upsert(
-                    keys=[k.portfolio(key), k.ranking, k.opportunities, k.changes, k.alerts],
-                    args=[
-                        key, portfolio_json(change), q.updated_ms, _fmt(q.expected_profit), _fmt(q.profit),
-                        q.tier, maxlen, q.kind.value, int(q.guaranteed), _fmt(q.cost), _fmt(q.payout),
-                        _fmt(q.profit_pct), _fmt(q.coverage), _fmt(q.size_at_profit),
-                    ],
-                    client=pipe,
-                )
+                upsert(self._upsert.sha, 5, k.portfolio(key), ranking, opportunities, changes, alerts,
+                       key, portfolio_json(change), maxlen)
             else:
                 self._remove(
                     keys=[k.portfolio(key), k.ranking, k.opportunities, k.changes],

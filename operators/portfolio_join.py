@@ -7,9 +7,10 @@ holding that token, never with the total:
    that hold it. A price update fans out to those covers only; a cover registration gets
    the current price; a market-closed notice sends a removal to every cover holding it.
 2. **by cover id** (`CoverPricer`): state = the `CoverSpec`, the latest price of each leg's
-   YES token and the last published quote. Re-prices on every leg update and emits only
-   when the numbers changed (`quote_changed`), a removal when the quote is filtered out or
-   a market closed.
+   YES token and the last published quote. Re-prices when a leg's executable price or size
+   moved (a YES leg ignores the bid side, a NO leg the ask side) and emits only when the
+   numbers changed (`quote_changed`), a removal when the quote is filtered out or a market
+   closed.
 
 Messages between the stages are plain tuples (cheap to pickle across workers).
 """
@@ -33,6 +34,7 @@ from polyalphascan.records import (
     PortfolioRemoved,
     PortfolioUpsert,
     PriceUpdate,
+    Side,
 )
 
 _m = metrics("portfolios")
@@ -112,6 +114,20 @@ class CoverPricer(StatefulLogic):
             return [PortfolioUpsert(quote, self.spec)]
         return []
 
+    def _same_for_legs(self, old: PriceUpdate, new: PriceUpdate) -> bool:
+        """True when nothing the legs on this token pay changed: a YES leg buys at the YES
+        ask, a NO leg at 1 − the YES bid (see `pricing`)."""
+        assert self.spec is not None
+        for leg in self.spec.legs:
+            if leg.yes_token != new.token_id:
+                continue
+            if leg.side is Side.YES:
+                if old.best_ask != new.best_ask or old.ask_size != new.ask_size:
+                    return False
+            elif old.best_bid != new.best_bid or old.bid_size != new.bid_size:
+                return False
+        return True
+
     def on_item(self, value: tuple[str, Any]) -> tuple[list[PortfolioChange], bool]:
         kind, payload = value
         if kind == "reg":
@@ -124,7 +140,10 @@ class CoverPricer(StatefulLogic):
                 # a leg's token still lists a cover that was removed: nothing to keep
                 _m.inc("stale_fanout")
                 return [], StatefulLogic.DISCARD
+            old = self.quotes.get(payload.token_id)
             self.quotes[payload.token_id] = payload
+            if old is not None and self._same_for_legs(old, payload):
+                return [], StatefulLogic.RETAIN  # only the side of the book no leg buys moved
             return self._reprice(), StatefulLogic.RETAIN
         if kind == "rm":
             cid = self.spec.id if self.spec is not None else ""

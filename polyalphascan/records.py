@@ -201,7 +201,7 @@ class CoverSpec:
 
 
 # --------------------------------------------------------------------------- priced
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: built on every re-pricing, and frozen __init__ costs 2x
 class LegQuote:
     market_id: str
     side: Side
@@ -211,7 +211,7 @@ class LegQuote:
     bid: float | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: built on every re-pricing; never mutated after
 class PortfolioQuote:
     """A priced covering portfolio (what the Redis sinks write)."""
 

@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 
 import orjson
+import pytest
 import redis
 
 from connectors.monitoring_http import MonitoringServer, performance_report
@@ -64,6 +65,11 @@ def test_upsert_writes_record_ranking_stream(redis_server: EmbeddedRedis, redis_
         data = orjson.loads(rec[b"data"])
         assert data["legs"][0]["question"] == "Q1?" and abs(data["cost"] - 0.95) < 1e-12
         assert float(rec[b"profit"]) > 0 and rec[b"tier"] == b"1"
+        # the flat fields (read by consumers without JSON) agree with the data blob
+        for field in ("cost", "payout", "profit", "profit_pct", "coverage", "expected_profit", "size_at_profit"):
+            assert abs(float(rec[field.encode()]) - data[field]) < 1e-12, field
+        assert (rec[b"kind"], rec[b"guaranteed"], rec[b"updated_ms"]) == (b"timeframe", b"1", b"1000")
+        assert redis_client.zscore(KEYS.ranking, good.quote.cover_id) == pytest.approx(data["expected_profit"])
         assert [m.decode() for m in redis_client.zrevrange(KEYS.ranking, 0, -1)] == [good.quote.cover_id, meh.quote.cover_id]
         assert [m.decode() for m in redis_client.zrange(KEYS.opportunities, 0, -1)] == [good.quote.cover_id]
         assert redis_client.xlen(KEYS.changes) == 2
