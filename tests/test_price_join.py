@@ -262,3 +262,23 @@ def test_two_workers_give_the_same_portfolios() -> None:
     two = run_join(*args, late_prices=[move], wait_for=len(before), workers=2)
     assert final_state(one) and final_state(one) == final_state(two)
     assert sorted(map(str, one)) == sorted(map(str, two))  # the same changes, in any order
+
+
+def test_a_move_on_the_side_no_leg_buys_is_not_repriced() -> None:
+    from polyalphascan.metrics import metrics
+
+    p = CoverPricer(None, min_coverage=MIN_COV, max_cost=MAX_COST)
+    spec = pair(1, 2)  # YES on y1 (pays y1's ask), NO on y2 (pays 1 - y2's bid)
+    p.on_item(("reg", spec))
+    p.on_item(("px", px(1, 0.40, 0.42)))
+    (first,) = p.on_item(("px", px(2, 0.50, 0.52)))[0]
+    repriced = metrics("portfolios").get("repriced")
+    assert p.on_item(("px", px(1, 0.30, 0.42, ts=2)))[0] == []  # y1's bid: the YES leg does not pay it
+    assert p.on_item(("px", px(2, 0.50, 0.60, ts=3)))[0] == []  # y2's ask: the NO leg does not pay it
+    assert metrics("portfolios").get("repriced") == repriced  # not even evaluated
+    (moved,) = p.on_item(("px", px(2, 0.55, 0.60, ts=4)))[0]  # y2's bid: the NO leg's price
+    assert isinstance(moved, PortfolioUpsert) and moved.quote.cost == round(0.42 + 0.45, 10)
+    # the newest prices were kept all along: the published quote is what a fresh pricing gives
+    assert moved.quote == price_cover(spec, {"y1": px(1, 0.30, 0.42, ts=2), "y2": px(2, 0.55, 0.60, ts=4)},
+                                      min_coverage=MIN_COV, max_cost=MAX_COST)
+    assert isinstance(first, PortfolioUpsert)
