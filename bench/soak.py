@@ -119,6 +119,7 @@ def main() -> None:
         sink = read_metrics(client, keys, "sink")
         llm = read_metrics(client, keys, "llm")
         poller = read_metrics(client, keys, "poller")
+        join = read_metrics(client, keys, "portfolios")
         flow.send_signal(signal.SIGTERM)
         rc = flow.wait(60)
     half = len(rss) // 2
@@ -139,6 +140,8 @@ def main() -> None:
                                              "groups_failed", "backlog")))
     print("Gamma poller after the restart: " + ", ".join(
         f"{k} {poller.get(k, 0):.0f}" for k in ("errors_parse", "closure_lookups", "closure_lookups_failed")))
+    print(f"join after the restart: repriced {join.get('repriced', 0):.0f}, price fan-outs to removed covers "
+          f"(stale_fanout) {join.get('stale_fanout', 0):.0f}")
     print(f"items lost at the end: {lost} (goal 0); stale prices at the end: {stale} (goal 0)")
     for cid in missing:
         c = truth.covers[cid]

@@ -2,7 +2,7 @@
 
     Gamma ─► events (EventDelta) ─┬─► token_registry (Redis: which tokens the shards subscribe)
                                   ├─► group ─┬─► rule_covers (per event; retracts) ──┐
-                                  │          └─► catalog ─► llm ─► pairs ──────────┤ covers
+                                  │          └─► catalog ─► llm ─► pairs (retracts) ┤ covers
                                   └─► closed_markets ───────────────────────────┐  │
     CLOB WS ─► prices (PriceUpdate, one partition per shard) ─────────────────┐ │  │
                                                                                ▼ ▼  ▼
@@ -27,9 +27,8 @@ from connectors.price_source import PriceShardSource
 from connectors.token_registry import TokenRegistrySink
 from operators.async_llm import llm_implications
 from operators.grouping import group_event
-from operators.pairs import expand_implication
+from operators.cover_lifecycle import LlmCoverDiff, RuleCoverDiff, implication_key
 from operators.portfolio_join import portfolio_join
-from operators.cover_lifecycle import RuleCoverDiff
 from polyalphascan.records import CoverSpec, DeltaKind, EventDelta, MarketClosed
 from polyalphascan.settings import Settings
 
@@ -66,17 +65,18 @@ def build_flow(
     rule = rule_split.trues
     catalog = op.key_on("catalog", groups, lambda _g: CATALOG_KEY)
     found = llm_implications("llm", catalog, settings, redis_url=redis_url)
-    llm = op.flat_map(
-        "pairs",
-        found,
-        lambda f: expand_implication(f.implication, f.premise, f.conclusion, settings.llm_cover_probability),
-    )
-    covers = op.merge("covers", rule, llm)
+    by_implication = op.key_on("by_implication", found, implication_key)
+    llm_changes = op.map("pairs_unkey", op.stateful(
+        "pairs", by_implication, lambda resume: LlmCoverDiff(resume, settings.llm_cover_probability)),
+        lambda kv: kv[1])
+    llm_split = op.branch("llm_split", llm_changes, lambda c: isinstance(c, CoverSpec))
+    covers = op.merge("covers", rule, llm_split.trues)
+    retracted = op.merge("retracted", rule_split.falses, llm_split.falses)
 
     prices = op.input("prices", flow, price_source or PriceShardSource(settings, redis_url))
     changes = portfolio_join(
         "join", prices, covers, closed, min_coverage=settings.min_coverage, max_cost=settings.max_cost,
-        retracted=rule_split.falses,
+        retracted=retracted,
     )
     op.output("redis", changes, PortfolioSink(redis_url, settings.redis_key_prefix, stream_max_len=settings.stream_max_len))
     return flow

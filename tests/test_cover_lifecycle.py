@@ -28,3 +28,28 @@ def test_new_outcome_retracts_the_old_baskets_and_nothing_else() -> None:
     resumed = RuleCoverDiff(logic.snapshot())
     out2, _ = resumed.on_item(group_event(four))
     assert not any(isinstance(c, CoverRetracted) for c in out2)
+
+
+def test_llm_pairs_of_a_closed_market_are_retracted_on_every_leg() -> None:
+    from operators.cover_lifecycle import LlmCoverDiff, implication_key
+    from polyalphascan.records import GroupImplication, ImplicationFound
+
+    def ladder(*markets: Market) -> Event:
+        return Event(id="p", slug="", title="Ann wins by...?", markets=markets)
+
+    by_june = Market(id="11", event_id="p", question="Ann by June?", slug="", condition_id="", yes_token="y11",
+                     no_token="n11", group_item_title="June 30, 2028")
+    by_sep = Market(id="12", event_id="p", question="Ann by September?", slug="", condition_id="", yes_token="y12",
+                    no_token="n12", group_item_title="September 30, 2028")
+    conclusion = group_event(Event(id="c", slug="", title="Ann is a candidate?", markets=(mk(21, "Ann"),)))
+    imp = GroupImplication("p", "c", "implies", "p", "", "", "m", "v1")
+    logic = LlmCoverDiff(None, 0.98)
+    first, _ = logic.on_item(ImplicationFound(imp, group_event(ladder(by_june, by_sep)), conclusion))
+    assert sorted(c.legs[1].market_id for c in first) == ["11", "12"]  # NO on each premise market
+    assert implication_key(ImplicationFound(imp, group_event(ladder(by_june)), conclusion)) == "p>c"
+    # the September market closes: the implication comes again with the fresh premise group
+    out, _ = logic.on_item(ImplicationFound(imp, group_event(ladder(by_june)), conclusion))
+    (gone,) = [c for c in out if isinstance(c, CoverRetracted)]
+    dead = next(c for c in first if c.legs[1].market_id == "12")
+    assert gone.cover_id == dead.id and set(gone.yes_tokens) == {"y12", "y21"}
+    assert [c.id for c in out if isinstance(c, CoverSpec)] == [c.id for c in first if c.legs[1].market_id == "11"]
