@@ -215,6 +215,8 @@ class ShardClient:
     async def _apply(self, ws: websockets.ClientConnection, desired: set[str]) -> None:
         add = sorted(desired - self.subscribed)
         drop = sorted(self.subscribed - desired)
+        if add or drop:  # before subscribing: the new books' NO-side entries are then expected
+            self.tracker.complements = await asyncio.to_thread(self._complements, desired)
         if drop:
             await ws.send(orjson.dumps({"operation": "unsubscribe", "assets_ids": drop}).decode())
             for t in drop:
@@ -223,8 +225,6 @@ class ShardClient:
         if add:
             self.tracker.subscribed.update(add)
             await ws.send(orjson.dumps({"operation": "subscribe", "assets_ids": add}).decode())
-        if add or drop:
-            self.tracker.complements = await asyncio.to_thread(self._complements, desired)
         self.subscribed = set(desired)
         if add or drop:
             log.info("ws_subscription_changed", shard=self.shard, added=len(add), removed=len(drop))
