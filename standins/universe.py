@@ -28,7 +28,9 @@ Conventions the scanner's grouping can rely on:
   "$1.2k", question with above|over|more than|at least|reach or below|under|less than|dip to.
 - candidate event: negRisk true, one shared endDate, groupItemTitle = name; exhaustive ones
   have an "Other" market or list every outcome; the others carry "Person A/B/C" placeholders
-  (bid 0.01, ask 0.02), which are in no cover.
+  (bid 0.01, ask 0.02), which are in no cover. Some candidate events are counts in range
+  buckets ("How many posts will X make in May 2027?": "<300", "300-324", …): numeric labels,
+  yet exclusive outcomes, never a threshold ladder; they grow by the next bucket up.
 - single-market event: groupItemTitle "", title = question.
 - mutually exclusive ⇔ negRisk candidate event. Lifecycle changes made by the repair step
   (rarely, an existing market's quote widens) are emitted by the next `step()` call.

@@ -171,7 +171,8 @@ class SpecGen:
             "timeframe": [self._tf_capture, self._tf_ipo, self._tf_ceo, self._tf_ceasefire, self._tf_release,
                           self._tf_recession],
             "threshold": [self._th_on_date, self._th_in_year],
-            "candidate": [self._cand_president, self._cand_mayor, self._cand_ceo, self._cand_award, self._cand_league],
+            "candidate": [self._cand_president, self._cand_mayor, self._cand_ceo, self._cand_award, self._cand_league,
+                          self._cand_buckets],
             "single": [self._single_split, self._single_acquired, self._single_run, self._single_snap,
                        self._single_ath],
         }[kind]
@@ -343,7 +344,11 @@ class SpecGen:
         return MarketSpec(question, name, end, clamp_fair(fair) if name not in PLACEHOLDERS else fair, desc)
 
     def grow_candidate(self, g: dict[str, Any], kind_hint: str) -> MarketSpec:
-        name = self.team() if kind_hint == "team" else self.person()
+        if kind_hint == "bucket":  # the next bucket above the top one
+            name = f"{g['top']}-{g['top'] + g['width'] - 1}"
+            g["top"] += g["width"]
+        else:
+            name = self.team() if kind_hint == "team" else self.person()
         return self._cand_market(g["q"], name, g["end"], 0.03, g["what"])
 
     def _cand_president(self):  # type: ignore[no-untyped-def]
@@ -406,6 +411,26 @@ class SpecGen:
                                 N.month_end(year, 6), ("sports",), mode="closed", what=f"wins the {year} {finals}")
         spec.grow["names"] = "team"
         return spec, [spec], [("league", league, year)] + [("team", t, year) for t in teams]
+
+    def _cand_buckets(self):  # type: ignore[no-untyped-def]
+        """A count in range buckets ("<200", "200-219", …, "280-299"): exclusive, exhaustive
+        outcomes whose labels are numbers but which are no threshold ladder. It grows by the
+        next bucket up."""
+        r = self.rng
+        name = self.person()
+        end = N.add_months(self.today, r.randint(1, 6))
+        if ("posts", name) in self.claims or ("person", name) in self.claims:
+            return TAKEN
+        width = r.choice((10, 20, 25, 50))
+        k = r.randint(3, 7)
+        lo = width * r.randint(4, 20)
+        labels = [f"<{lo}"] + [f"{lo + i * width}-{lo + (i + 1) * width - 1}" for i in range(k)]
+        month = f"{N.long_date(end).split(' ')[0]} {end.year}"
+        spec = self._candidates(f"How many posts will {name} make in {month}?",
+                                f"Will {name} make {{name}} posts in {month}?", labels, end, ("culture",),
+                                mode="closed", what=f"makes that many posts in {month}")
+        spec.grow.update(names="bucket", width=width, top=lo + k * width)
+        return spec, [spec], [("posts", name), ("person", name)]
 
     # ------------------------------------------------------------------ single-market events
     def _single(self, question: str, end: date, tags: tuple[str, ...], fair: float | None = None) -> EventSpec:
