@@ -26,6 +26,8 @@ Conventions the scanner's grouping can rely on:
 - threshold ladder: negRisk false, every market shares one endDate (NOT mutually exclusive
   although the dates coincide), groupItemTitle "$100,000" / "$2.50" / "↑ 120k" / "↓ 60k" /
   "$1.2k", question with above|over|more than|at least|reach or below|under|less than|dip to.
+  "What price will X hit in May 2027?" events hold both: "↑" bars ("reach") above the
+  price and "↓" bars ("dip to") below it, one ladder per direction, none across.
 - candidate event: negRisk true, one shared endDate, groupItemTitle = name; exhaustive ones
   have an "Other" market or list every outcome; the others carry "Person A/B/C" placeholders
   (bid 0.01, ask 0.02), which are in no cover. Some candidate events are counts in range
@@ -106,7 +108,8 @@ class GroundTruth:
 
 
 class _Mkt:
-    __slots__ = ("idx", "id", "ev", "question", "slug", "label", "order", "value", "end", "placeholder", "cond",
+    __slots__ = ("idx", "id", "ev", "question", "slug", "label", "order", "value", "direction", "end", "placeholder",
+                 "cond",
                  "yes", "no", "legacy", "version", "created", "updated", "closed", "winning", "liquidity", "volume",
                  "description", "closed_time")
 
@@ -319,6 +322,7 @@ class Universe:
         m.label = ms.label
         m.order = len(e.markets)
         m.value = ms.value
+        m.direction = ms.direction or e.direction
         m.end = ms.end
         m.placeholder = ms.placeholder
         m.cond = self._hex()
@@ -390,11 +394,12 @@ class Universe:
                     for j in range(i + 1, len(ms)):
                         covers.append((CoverKind.TIMEFRAME, (ms[j], ms[i]), (True, False), 1))
             elif e.kind == "threshold":
-                ms = sorted(self._open(e), key=lambda i: mk[i].value)
-                for i in range(len(ms)):
-                    for j in range(i + 1, len(ms)):
-                        legs = (ms[i], ms[j]) if e.direction == "above" else (ms[j], ms[i])
-                        covers.append((CoverKind.THRESHOLD, legs, (True, False), 1))
+                for direction in ("above", "below"):  # a mixed event holds one ladder per direction
+                    ms = sorted((i for i in self._open(e) if mk[i].direction == direction), key=lambda i: mk[i].value)
+                    for i in range(len(ms)):
+                        for j in range(i + 1, len(ms)):
+                            legs = (ms[i], ms[j]) if direction == "above" else (ms[j], ms[i])
+                            covers.append((CoverKind.THRESHOLD, legs, (True, False), 1))
             elif e.kind == "candidate":
                 named = self._named(e)
                 if len(named) >= 2:
@@ -481,16 +486,23 @@ class Universe:
         before: dict[int, tuple[int, int]] = {}
         passes = (True, False) if fresh else (False,)
         covers = self._covers if scope is None else [self._covers[i] for i in self._covers_touching(scope)]
+        bid_held, ask_held = self._injected_sides()
+        held = bid_held | ask_held
         for restrict in passes:
-            def locked(m: int) -> bool:
-                return frozen[m] or (restrict and m not in fresh)  # type: ignore[operator]
+            # a frozen market held only by injected covers on one side may still move the other
+            # side (an injected ALL_NO fixes bids; its markets' asks can still repair an ALL_YES)
+            def bid_locked(m: int) -> bool:
+                return (frozen[m] and (m in bid_held or m not in held)) or (restrict and m not in fresh)  # type: ignore[operator]
+
+            def ask_locked(m: int) -> bool:
+                return (frozen[m] and (m in ask_held or m not in held)) or (restrict and m not in fresh)  # type: ignore[operator]
 
             for _ in range(100):
                 changed = False
                 for kind, ms, _s, _p in covers:
                     if kind is CoverKind.ALL_NO:
                         while sum(bid[m] for m in ms) > 99:
-                            cands = [m for m in ms if not locked(m) and bid[m] > 1]
+                            cands = [m for m in ms if not bid_locked(m) and bid[m] > 1]
                             if not cands:
                                 break
                             m = max(cands, key=lambda i: bid[i])
@@ -499,7 +511,7 @@ class Universe:
                             changed = True
                     elif kind is CoverKind.ALL_YES:
                         while sum(ask[m] for m in ms) < 101:
-                            cands = [m for m in ms if not locked(m) and ask[m] < 99]
+                            cands = [m for m in ms if not ask_locked(m) and ask[m] < 99]
                             if not cands:
                                 break
                             m = min(cands, key=lambda i: ask[i] - bid[i])
@@ -514,15 +526,15 @@ class Universe:
                         before.setdefault(p, (bid[p], ask[p]))
                         before.setdefault(c, (bid[c], ask[c]))
                         orig = (bid[p], ask[c])
-                        if not locked(p):
+                        if not bid_locked(p):
                             step = min((deficit + 1) // 2, bid[p] - 1)
                             bid[p] -= step
                             deficit -= step
-                        if deficit > 0 and not locked(c):
+                        if deficit > 0 and not ask_locked(c):
                             step = min(deficit, 99 - ask[c])
                             ask[c] += step
                             deficit -= step
-                        if deficit > 0 and not locked(p):
+                        if deficit > 0 and not bid_locked(p):
                             step = min(deficit, bid[p] - 1)
                             bid[p] -= step
                             deficit -= step
@@ -535,6 +547,17 @@ class Universe:
             for m, (b, a) in before.items():
                 if m not in fresh and (bid[m], ask[m]) != (b, a) and not self._mk[m].closed:
                     self._pending.append(self._jump_change(m, b, a, bid[m], ask[m]))
+
+    def _injected_sides(self) -> tuple[set[int], set[int]]:
+        """Markets whose bid / ask an injected mispricing depends on (a NO leg pays 1 − bid,
+        a YES leg pays the ask)."""
+        bids: set[int] = set()
+        asks: set[int] = set()
+        for kind, ms, sides, _p in self._covers:
+            if self._inject_key(kind, ms) in self._injected_keys:
+                for m, yes in zip(ms, sides):
+                    (asks if yes else bids).add(m)
+        return bids, asks
 
     def _rebuild_sums(self, markets: Any = None) -> None:
         """Recompute group sums (of the groups holding `markets`, or all)."""
@@ -562,7 +585,7 @@ class Universe:
                 # adjacent rungs only: far rungs rarely mis-price alone
                 e = self._ev[mk[ms[0]].ev]
                 key = (lambda j: mk[j].end) if kind is CoverKind.TIMEFRAME else (lambda j: mk[j].value)
-                ladder = sorted(self._open(e), key=key)
+                ladder = sorted((j for j in self._open(e) if mk[j].direction == mk[ms[0]].direction), key=key)
                 if abs(ladder.index(ms[0]) - ladder.index(ms[1])) == 1:
                     cands[kind.value].append(i)
             else:
@@ -1024,7 +1047,11 @@ class Universe:
         if e.kind == "timeframe":
             spec = self._gen.grow_timeframe(e.grow, max(mk[i].end for i in e.markets))
         elif e.kind == "threshold":
-            spec = self._gen.grow_threshold(e.grow, e.direction or "above", [mk[i].value for i in e.markets])
+            direction = e.direction or "above"
+            if direction == "mixed":  # grow one of the sides it has
+                direction = self._rng.choice(sorted({mk[i].direction for i in e.markets}))
+            spec = self._gen.grow_threshold(e.grow, direction, [mk[i].value for i in e.markets
+                                                                 if mk[i].direction == direction])
         elif e.kind == "candidate":
             labels = {mk[i].label for i in e.markets}
             spec = self._gen.grow_candidate(e.grow, e.grow.get("names", "person"))

@@ -32,6 +32,7 @@ class MarketSpec:
     description: str
     placeholder: bool = False
     value: float | None = None  # threshold bar
+    direction: str | None = None  # threshold bar: "above" | "below" (mixed events differ per market)
 
 
 @dataclass
@@ -42,7 +43,7 @@ class EventSpec:
     tags: tuple[str, ...]
     markets: list[MarketSpec]
     neg_risk: bool = False
-    direction: str | None = None  # threshold ladders: "above" | "below"
+    direction: str | None = None  # threshold ladders: "above" | "below" | "mixed" (per market)
     grow: dict[str, Any] = field(default_factory=dict)  # how add_market extends the event
 
 
@@ -170,7 +171,7 @@ class SpecGen:
         makers = {
             "timeframe": [self._tf_capture, self._tf_ipo, self._tf_ceo, self._tf_ceasefire, self._tf_release,
                           self._tf_recession],
-            "threshold": [self._th_on_date, self._th_in_year],
+            "threshold": [self._th_on_date, self._th_in_year, self._th_hit_month],
             "candidate": [self._cand_president, self._cand_mayor, self._cand_ceo, self._cand_award, self._cand_league,
                           self._cand_buckets],
             "single": [self._single_split, self._single_acquired, self._single_run, self._single_snap,
@@ -271,9 +272,16 @@ class SpecGen:
         desc = (f'This market will resolve to "Yes" if {cond.format(asset=asset, value=N.money(v))}. '
                 f'Otherwise, this market will resolve to "No". The market resolves by {N.long_date(d)}.')
         return MarketSpec(q.format(value=N.money(v)), N.threshold_label(v, style, direction), d,
-                          threshold_fair(v, ref, vol, direction), desc, value=v)
+                          threshold_fair(v, ref, vol, direction), desc, value=v, direction=direction)
 
     def grow_threshold(self, g: dict[str, Any], direction: str, values: list[float]) -> MarketSpec:
+        if "sides" in g:  # a "hit" event: a further bar on one side, away from the reference
+            side = g["sides"][direction]
+            v = round(max(values) + g["step"], 6) if direction == "above" else round(min(values) - g["step"], 6)
+            if v <= 0:  # no room for a full step below: half the lowest bar
+                v = round(min(values) / 2, 6)
+            return self._th_market(side["q"], side["cond"], g["asset"], v, g["d"], direction, "arrow", g["ref"],
+                                   g["vol"])
         if self.rng.random() < 0.5 or min(values) - g["step"] <= 0:
             v = round(max(values) + g["step"], 6)
         else:
@@ -312,6 +320,38 @@ class SpecGen:
             cond = f"{{asset}} trades at or below {{value}} at any time in {year}"
         spec = self._th(title, q, (self.asset_tag(asset),), asset, ref, d, direction, cond)
         return spec, [spec], [("asset", asset, year)]
+
+    def _th_hit_month(self):  # type: ignore[no-untyped-def]
+        """"What price will X hit in May 2027?": "↑" bars above the price and "↓" bars below
+        it in one event. Each side is a ladder of its own; a "reach" bar and a "dip to" bar
+        imply nothing about each other."""
+        r = self.rng
+        asset, ref = self.asset()
+        ahead = N.add_months(self.today, r.randint(1, 12))
+        d = N.month_end(ahead.year, ahead.month)
+        if ("asset", asset, d.year) in self.claims:
+            return TAKEN
+        month = f"{N.long_date(d).split(' ')[0]} {d.year}"
+        step = N.nice_step(ref)
+        vol = r.uniform(0.08, 0.25)
+        center = round(ref / step) * step
+        sides = {
+            "above": {"q": f"Will {asset} reach {{value}} in {month}?",
+                      "cond": f"{{asset}} trades at or above {{value}} at any time in {month}"},
+            "below": {"q": f"Will {asset} dip to {{value}} in {month}?",
+                      "cond": f"{{asset}} trades at or below {{value}} at any time in {month}"},
+        }
+        ups = [round(center + i * step, 6) for i in range(1, r.randint(2, 4) + 1)]
+        downs = [v for v in (round(center - i * step, 6) for i in range(1, r.randint(2, 4) + 1)) if v > 0]
+        markets = [self._th_market(sides["above"]["q"], sides["above"]["cond"], asset, v, d, "above", "arrow", ref, vol)
+                   for v in ups]
+        markets += [self._th_market(sides["below"]["q"], sides["below"]["cond"], asset, v, d, "below", "arrow", ref,
+                                    vol) for v in downs]
+        title = f"What price will {asset} hit in {month}?"
+        spec = EventSpec("threshold", title, f"Markets on the price of {asset}.", (self.asset_tag(asset),), markets,
+                         direction="mixed", grow={"asset": asset, "d": d, "ref": ref, "vol": vol, "step": step,
+                                                  "sides": sides})
+        return spec, [spec], [("asset", asset, d.year)]
 
     # ------------------------------------------------------------------ candidate events
     def _candidates(self, title: str, q: str, names: list[str], end: date, tags: tuple[str, ...],

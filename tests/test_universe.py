@@ -78,15 +78,16 @@ def expected_covers(u: Universe) -> dict[str, tuple[CoverKind, tuple[Leg, ...], 
             for i in range(len(ms)):
                 for j in range(i + 1, len(ms)):
                     add(CoverKind.TIMEFRAME, (leg(ms[j], Side.YES, e["id"]), leg(ms[i], Side.NO, e["id"])), 1.0)
-        elif kind == "threshold":
-            above = any(w in ms[0]["question"] for w in ABOVE_WORDS)
-            ms.sort(key=lambda m: parse_value(m["groupItemTitle"]))
-            for i in range(len(ms)):
-                for j in range(i + 1, len(ms)):
-                    lo, hi = ms[i], ms[j]
-                    legs = ((leg(lo, Side.YES, e["id"]), leg(hi, Side.NO, e["id"])) if above
-                            else (leg(hi, Side.YES, e["id"]), leg(lo, Side.NO, e["id"])))
-                    add(CoverKind.THRESHOLD, legs, 1.0)
+        elif kind == "threshold":  # one ladder per direction ("reach" and "dip to" bars may share an event)
+            for above in (True, False):
+                bars = sorted((m for m in ms if any(w in m["question"] for w in ABOVE_WORDS) == above),
+                              key=lambda m: parse_value(m["groupItemTitle"]))
+                for i in range(len(bars)):
+                    for j in range(i + 1, len(bars)):
+                        lo, hi = bars[i], bars[j]
+                        legs = ((leg(lo, Side.YES, e["id"]), leg(hi, Side.NO, e["id"])) if above
+                                else (leg(hi, Side.YES, e["id"]), leg(lo, Side.NO, e["id"])))
+                        add(CoverKind.THRESHOLD, legs, 1.0)
         elif kind == "candidate":
             named = [m for m in ms if not is_placeholder(m["groupItemTitle"])]
             if len(named) >= 2:
@@ -322,9 +323,13 @@ def test_ground_truth_matches_brief_definitions(u300: Universe) -> None:
     per_event = Counter(lg.event_id for cov in gt.covers.values()
                         if cov.kind in (CoverKind.TIMEFRAME, CoverKind.THRESHOLD) for lg in cov.legs[:1])
     for e in u300.gamma_events():
-        if u300.event_kind(e["id"]) in ("timeframe", "threshold"):
+        if u300.event_kind(e["id"]) == "timeframe":
             n = len(e["markets"])
             assert per_event[e["id"]] == n * (n - 1) // 2
+        elif u300.event_kind(e["id"]) == "threshold":  # a ladder per direction
+            up = sum(1 for m in e["markets"] if any(w in m["question"] for w in ABOVE_WORDS))
+            down = len(e["markets"]) - up
+            assert per_event[e["id"]] == up * (up - 1) // 2 + down * (down - 1) // 2
     counts = Counter(c.kind for c in gt.covers.values())
     assert all(counts[k] > 0 for k in CoverKind)
     assert gt.implications == {(p, c) for p, c, _ in u300.relations()}
