@@ -7,22 +7,34 @@ time. It prints p50/p99 latency from the update being sent to the re-priced port
 in Redis, and the work per update (CPU time and re-pricings), side by side for both sizes.
 Goals: p99 <= 50 ms at 2,000 updates/s; work per update flat (within 1.5x) from 1k to 100k.
 
-    .venv/bin/python -m bench.portfolio_latency [--rate 2000] [--seconds 10]
+With `--processes 2` it instead runs the same load (`--portfolios`, default 1,000) in one
+process and then in a cluster of two (`cluster_main`, one worker each, the updates split
+between them), side by side: the scale-out of the keyed join and its sink.
+
+    .venv/bin/python -m bench.portfolio_latency [--rate 2000] [--seconds 10] [--fanout 10]
+    .venv/bin/python -m bench.portfolio_latency --processes 2 [--portfolios 1000]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import random
+import socket
+import subprocess
+import sys
+import tempfile
 import threading
 import time
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 import bytewax.operators as op
 import redis
 from bytewax.dataflow import Dataflow
 from bytewax.inputs import DynamicSource, StatelessSourcePartition
-from bytewax.testing import TestingSource, run_main
+from bytewax.testing import TestingSource, cluster_main, run_main
 
 from connectors.portfolio_sink import PortfolioSink
 from connectors.redis_layout import RedisKeys
@@ -57,7 +69,9 @@ class Ticks(DynamicSource):
 
     def build(self, step_id, worker_index, worker_count):  # noqa: ANN001, ANN201
         outer = self
-        rng = random.Random(1)
+        rng = random.Random(1 + worker_index)
+        mine = outer.tokens[worker_index::worker_count]  # each worker sends its share of the load
+        rate = outer.rate / worker_count
 
         def quote(tok: str) -> PriceUpdate:
             bid = rng.randint(20, 70) / 100
@@ -66,7 +80,7 @@ class Ticks(DynamicSource):
 
         class Part(StatelessSourcePartition):
             def __init__(self) -> None:
-                self.initial = [quote(t) for t in outer.tokens]
+                self.initial = [quote(t) for t in mine]
                 self.start = 0.0
                 self.due = 0.0
 
@@ -83,8 +97,8 @@ class Ticks(DynamicSource):
                     raise StopIteration
                 out = []
                 while self.due <= now:
-                    out.append(quote(rng.choice(outer.tokens)))
-                    self.due += 1.0 / outer.rate
+                    out.append(quote(rng.choice(mine)))
+                    self.due += 1.0 / rate
                 outer.sent += len(out)
                 return out
 
@@ -94,9 +108,13 @@ class Ticks(DynamicSource):
         return Part()
 
 
-def run(n: int, rate: float, seconds: float, redis_url: str, fanout: int = 10) -> dict[str, float]:
+def run(n: int, rate: float, seconds: float, redis_url: str, fanout: int = 10,
+        cluster: tuple[list[str], int] | None = None) -> dict[str, Any]:
+    """One measurement in this process; with `cluster` (addresses, process id) this process is
+    one member of a cluster running the same flow (the caller has flushed Redis)."""
     client = redis.Redis.from_url(redis_url)
-    client.flushall()
+    if cluster is None:
+        client.flushall()
     lifecycle.reset()
     covers, tokens = covers_for(n, fanout)
     ready = threading.Event()
@@ -122,7 +140,10 @@ def run(n: int, rate: float, seconds: float, redis_url: str, fanout: int = 10) -
                              min_coverage=0.0, max_cost=100.0)
     op.output("redis", changes, PortfolioSink(redis_url, "lat"))
     threading.Thread(target=watch, daemon=True).start()
-    run_main(flow, epoch_interval=timedelta(milliseconds=EPOCH_MS))
+    if cluster is None:
+        run_main(flow, epoch_interval=timedelta(milliseconds=EPOCH_MS))
+    else:
+        cluster_main(flow, cluster[0], cluster[1], epoch_interval=timedelta(milliseconds=EPOCH_MS))
     cpu = time.process_time() - marks["cpu0"]
     snap = metrics("sink").snapshot()
     lat = sorted(metrics("sink")._samples.get("latency_ms", []))  # noqa: SLF001
@@ -130,12 +151,59 @@ def run(n: int, rate: float, seconds: float, redis_url: str, fanout: int = 10) -
     client.close()
     return {
         "updates": ticks.sent,
-        "p50": lat[len(lat) // 2] if lat else float("nan"),
-        "p99": lat[min(len(lat) - 1, int(len(lat) * 0.99))] if lat else float("nan"),
-        "cpu_us_per_update": cpu / max(ticks.sent, 1) * 1e6,
-        "repriced_per_update": repriced / max(ticks.sent, 1),
+        "latencies": lat,
+        "cpu": cpu,
+        "repriced": repriced,
         "written": snap.get("written", 0),
     }
+
+
+def summary(parts: list[dict[str, Any]]) -> dict[str, float]:
+    """Figures over one run's processes: latency percentiles of all writes, work per update."""
+    lat = sorted(x for p in parts for x in p["latencies"])
+    updates = sum(p["updates"] for p in parts)
+    return {
+        "updates": updates,
+        "p50": lat[len(lat) // 2] if lat else float("nan"),
+        "p99": lat[min(len(lat) - 1, int(len(lat) * 0.99))] if lat else float("nan"),
+        "cpu_us_per_update": sum(p["cpu"] for p in parts) / max(updates, 1) * 1e6,
+        "repriced_per_update": sum(p["repriced"] for p in parts) / max(updates, 1),
+    }
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def run_cluster(processes: int, n: int, rate: float, seconds: float, redis_url: str, fanout: int) -> dict[str, float]:
+    """The same measurement with the flow spread over `processes` local processes."""
+    redis.Redis.from_url(redis_url).flushall()
+    addresses = ";".join(f"127.0.0.1:{_free_port()}" for _ in range(processes))
+    with tempfile.TemporaryDirectory() as tmp:
+        outs = [os.path.join(tmp, f"proc{i}.json") for i in range(processes)]
+        children = [subprocess.Popen([sys.executable, "-m", "bench.portfolio_latency", "--member", str(i),
+                                      "--addresses", addresses, "--out", outs[i], "--redis", redis_url,
+                                      "--portfolios", str(n), "--rate", str(rate), "--seconds", str(seconds),
+                                      "--fanout", str(fanout)])
+                    for i in range(processes)]
+        for child in children:
+            if child.wait(600) != 0:
+                raise SystemExit(f"cluster member exited with {child.returncode}")
+        parts = []
+        for out in outs:
+            with open(out) as fh:
+                parts.append(json.load(fh))
+    return summary(parts)
+
+
+def print_rows(title: str, rows: list[tuple[str, dict[str, float]]]) -> None:
+    print(title)
+    print(f"{'run':>18}{'updates':>9}{'p50 ms':>9}{'p99 ms':>9}{'CPU us/upd':>12}{'reprices/upd':>14}")
+    for name, r in rows:
+        print(f"{name:>18}{r['updates']:>9,.0f}{r['p50']:>9.1f}{r['p99']:>9.1f}{r['cpu_us_per_update']:>12.0f}"
+              f"{r['repriced_per_update']:>14.2f}")
 
 
 def main() -> None:
@@ -144,17 +212,34 @@ def main() -> None:
     ap.add_argument("--rate", type=float, default=2000)
     ap.add_argument("--seconds", type=float, default=10)
     ap.add_argument("--fanout", type=int, default=10, help="portfolios holding each token")
+    ap.add_argument("--processes", type=int, default=0, help="compare 1 process with this many")
+    ap.add_argument("--portfolios", type=int, default=1000, help="with --processes: how many")
+    ap.add_argument("--member", type=int, help=argparse.SUPPRESS)  # a cluster member (internal)
+    ap.add_argument("--addresses", help=argparse.SUPPRESS)
+    ap.add_argument("--out", help=argparse.SUPPRESS)
+    ap.add_argument("--redis", help=argparse.SUPPRESS)
     a = ap.parse_args()
     metrics("sink")._window = 200_000  # noqa: SLF001 - keep every latency sample of the run
+    if a.member is not None:
+        part = run(a.portfolios, a.rate, a.seconds, a.redis, a.fanout, cluster=(a.addresses.split(";"), a.member))
+        with open(a.out, "w") as fh:
+            json.dump(part, fh)
+        return
+    head = (f"price updates at {a.rate:,.0f}/s for {a.seconds:g} s, ~{a.fanout} portfolios per token; "
+            "latency = update sent -> portfolio in Redis")
+    if a.processes:
+        with EmbeddedRedis() as rs:
+            one = summary([run(a.portfolios, a.rate, a.seconds, rs.url, a.fanout)])
+            many = run_cluster(a.processes, a.portfolios, a.rate, a.seconds, rs.url, a.fanout)
+        print_rows(f"{head}; {a.portfolios:,} portfolios",
+                   [("1 process", one), (f"{a.processes} processes", many)])
+        print(f"{a.processes} processes / 1: p99 {many['p99'] / one['p99']:.2f}x, "
+              f"CPU per update {many['cpu_us_per_update'] / one['cpu_us_per_update']:.2f}x")
+        return
     with EmbeddedRedis() as rs:
-        small = run(1_000, a.rate, a.seconds, rs.url, a.fanout)
-        large = run(100_000, a.rate, a.seconds, rs.url, a.fanout)
-    print(f"price updates at {a.rate:,.0f}/s for {a.seconds:g} s, ~{a.fanout} portfolios per token; "
-          "latency = update sent -> portfolio in Redis")
-    print(f"{'portfolios':>11}{'updates':>9}{'p50 ms':>9}{'p99 ms':>9}{'CPU us/upd':>12}{'reprices/upd':>14}")
-    for n, r in ((1_000, small), (100_000, large)):
-        print(f"{n:>11,}{r['updates']:>9,.0f}{r['p50']:>9.1f}{r['p99']:>9.1f}{r['cpu_us_per_update']:>12.0f}"
-              f"{r['repriced_per_update']:>14.2f}")
+        small = summary([run(1_000, a.rate, a.seconds, rs.url, a.fanout)])
+        large = summary([run(100_000, a.rate, a.seconds, rs.url, a.fanout)])
+    print_rows(head, [("1,000 portfolios", small), ("100,000 portfolios", large)])
     print(f"work per update 100k/1k: CPU {large['cpu_us_per_update'] / small['cpu_us_per_update']:.2f}x, "
           f"reprices {large['repriced_per_update'] / small['repriced_per_update']:.2f}x (goal <= 1.5x)")
 

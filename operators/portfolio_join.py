@@ -12,7 +12,9 @@ holding that token, never with the total:
    numbers changed (`quote_changed`), a removal when the quote is filtered out or a market
    closed.
 
-Messages between the stages are plain tuples (cheap to pickle across workers).
+Messages between the stages are plain tuples, prices included (`tuple(PriceUpdate)`): a
+record class in a message costs several µs of pickling each time it crosses to another
+process, a plain tuple of numbers a fraction of that.
 """
 
 from __future__ import annotations
@@ -40,16 +42,16 @@ from polyalphascan.records import (
 _m = metrics("portfolios")
 
 
-# stage-1 inputs: ("px", PriceUpdate) | ("reg", CoverSpec) | ("close", market_id)
-# stage-2 inputs: ("reg", CoverSpec) | ("px", PriceUpdate) | ("rm", reason)
+# stage-1 inputs: ("px", price tuple) | ("reg", CoverSpec) | ("close", market_id) | ("retract", cover id)
+# stage-2 inputs: ("reg", CoverSpec) | ("px", price tuple) | ("rm", reason)
 
 
 class TokenFanout(StatefulLogic):
     """Stage 1, keyed by YES token id."""
 
-    def __init__(self, resume: tuple[PriceUpdate | None, dict[str, CoverSpec]] | None) -> None:
+    def __init__(self, resume: tuple[tuple[Any, ...] | None, dict[str, CoverSpec]] | None) -> None:
         if resume is None:
-            self.price: PriceUpdate | None = None
+            self.price: tuple[Any, ...] | None = None  # the token's latest PriceUpdate, as a plain tuple
             self.covers: dict[str, CoverSpec] = {}
         else:
             self.price, self.covers = resume[0], dict(resume[1])
@@ -77,7 +79,7 @@ class TokenFanout(StatefulLogic):
             return [], StatefulLogic.RETAIN
         return [], StatefulLogic.RETAIN
 
-    def snapshot(self) -> tuple[PriceUpdate | None, dict[str, CoverSpec]]:
+    def snapshot(self) -> tuple[tuple[Any, ...] | None, dict[str, CoverSpec]]:
         return (self.price, dict(self.covers))
 
 
@@ -140,9 +142,10 @@ class CoverPricer(StatefulLogic):
                 # a leg's token still lists a cover that was removed: nothing to keep
                 _m.inc("stale_fanout")
                 return [], StatefulLogic.DISCARD
-            old = self.quotes.get(payload.token_id)
-            self.quotes[payload.token_id] = payload
-            if old is not None and self._same_for_legs(old, payload):
+            update = PriceUpdate._make(payload)
+            old = self.quotes.get(update.token_id)
+            self.quotes[update.token_id] = update
+            if old is not None and self._same_for_legs(old, update):
                 return [], StatefulLogic.RETAIN  # only the side of the book no leg buys moved
             return self._reprice(), StatefulLogic.RETAIN
         if kind == "rm":
@@ -172,7 +175,7 @@ def portfolio_join(
     retracted: Stream[CoverRetracted] | None = None,
 ) -> Stream[PortfolioChange]:
     """Wire both stages: prices + covers + closures (+ retractions) in, upserts/removals out."""
-    px = op.map(f"{step_id}_px", prices, lambda p: (p.token_id, ("px", p)))
+    px = op.map(f"{step_id}_px", prices, lambda p: (p.token_id, ("px", tuple(p))))
     reg = op.flat_map(f"{step_id}_reg", covers, _registrations)
     cls = op.map(f"{step_id}_close", closed, lambda c: (c.yes_token, ("close", c.market_id)))
     inputs = [px, reg, cls]

@@ -3,8 +3,9 @@
 Sources produce `Event`/`EventDelta` (Gamma poller) and `PriceUpdate` (CLOB shards);
 grouping turns an `Event` into a `Group`; implication steps produce `CoverSpec`s
 (an unpriced covering portfolio: legs + guarantee); pricing turns a `CoverSpec` plus
-leg prices into a `PortfolioQuote`. All records are frozen, slotted dataclasses: cheap
-to create, picklable (Bytewax snapshots and inter-process exchange), hashable.
+leg prices into a `PortfolioQuote`. Records are slotted dataclasses (frozen where they are
+not rebuilt on the hot path) or, for `PriceUpdate`, a NamedTuple: cheap to create,
+picklable (Bytewax snapshots and inter-process exchange).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import NamedTuple
 
 
 class Side(str, Enum):
@@ -90,9 +92,12 @@ class EventDelta:
 
 
 # --------------------------------------------------------------------------- CLOB side
-@dataclass(frozen=True, slots=True)
-class PriceUpdate:
-    """Top of book for one token after a change. Prices are in [0, 1]; None = empty side."""
+class PriceUpdate(NamedTuple):
+    """Top of book for one token after a change. Prices are in [0, 1]; None = empty side.
+
+    A NamedTuple, not a dataclass: it is the hottest record (every book change makes one, the
+    join forwards it to every portfolio holding the token), and as a plain tuple (`tuple(u)`)
+    it crosses between processes at a fifth of a dataclass's pickling cost."""
 
     token_id: str
     best_bid: float | None
