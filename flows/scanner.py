@@ -26,7 +26,7 @@ from connectors.portfolio_sink import PortfolioSink
 from connectors.price_source import PriceShardSource
 from connectors.token_registry import TokenRegistrySink
 from operators.async_llm import llm_implications
-from operators.grouping import group_event
+from operators.grouping import event_group
 from operators.cover_lifecycle import LlmCoverDiff, RuleCoverDiff, implication_key
 from operators.portfolio_join import portfolio_join
 from polyalphascan.records import CoverSpec, DeltaKind, EventDelta, MarketClosed
@@ -56,7 +56,7 @@ def build_flow(
     deltas = op.input("events", flow, event_source or EventSource(settings))
     op.output("token_registry", deltas, TokenRegistrySink(redis_url, settings))
 
-    groups = op.filter_map("group", deltas, lambda d: group_event(d.event))
+    groups = op.map("group", deltas, lambda d: event_group(d.event))  # empty group: the event closed
     closed = op.flat_map("closed_markets", deltas, closed_markets)
 
     by_event = op.key_on("by_event", groups, lambda g: g.event_id)

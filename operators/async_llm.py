@@ -19,7 +19,9 @@ at most `MAX_GROUP_RETRIES` times) and reported. Targets are dispatched once no 
 burst is asked against the whole catalogue and candidate sets (cache keys) are the same on
 every run. The snapshot holds the catalogue, the
 implications found, and the targets not yet answered (pending or in flight) — inputs, not
-futures — so a resumed flow re-sends exactly what had not finished. `on_eof` waits for the
+futures — so a resumed flow re-sends exactly what had not finished. A closed event (an
+empty group) leaves the catalogue; its implications go out once more with the empty group,
+which retracts their pairs. `on_eof` waits for the
 in-flight requests and emits their results. Without an API key the step emits nothing and
 says so once.
 """
@@ -228,6 +230,8 @@ class CatalogLogic(StatefulLogic):
                 _m.inc("unmatched_titles", unmatched)
             for imp in imps:
                 key = (imp.premise_event_id, imp.conclusion_event_id)
+                if key[0] not in self.state.groups or key[1] not in self.state.groups:
+                    continue  # a candidate closed while the request was in flight
                 if key not in self.state.found:
                     self.state.found[key] = imp
                     _m.inc("implications")
@@ -257,6 +261,8 @@ class CatalogLogic(StatefulLogic):
                 CatalogLogic._disabled_logged = True
                 log.warning("llm_disabled", detail="no OPENROUTER_API_KEY: only rule implications are produced")
             return [], StatefulLogic.RETAIN
+        if not group.markets:  # the event closed: retract its pairs, forget it
+            return self._forget(group), StatefulLogic.RETAIN
         old = self.state.groups.get(group.event_id)
         self.state.groups[group.event_id] = group
         self._last_group_at = time.monotonic()
@@ -272,6 +278,27 @@ class CatalogLogic(StatefulLogic):
                     out.append(found)
         self._dispatch()
         return out + self._harvest(), StatefulLogic.RETAIN
+
+    def _forget(self, gone: Group) -> list[ImplicationFound]:
+        """A closed event leaves the catalogue, the retrieval index and the queue; each of
+        its implications is emitted once more with the empty group, so its pairs are retracted."""
+        eid = gone.event_id
+        if self.state.groups.pop(eid, None) is None:
+            return []
+        self.index.remove(eid)
+        self.state.pending = [e for e in self.state.pending if e != eid]
+        self.state.retry_at.pop(eid, None)
+        out: list[ImplicationFound] = []
+        for key, imp in list(self.state.found.items()):
+            if eid not in key:
+                continue
+            del self.state.found[key]
+            other = self.state.groups.get(key[1] if key[0] == eid else key[0])
+            if other is not None:
+                premise, conclusion = (gone, other) if key[0] == eid else (other, gone)
+                out.append(ImplicationFound(imp, premise, conclusion))
+        _m.inc("groups_closed")
+        return out
 
     def on_notify(self) -> tuple[list[ImplicationFound], bool]:
         out = self._harvest()

@@ -4,7 +4,7 @@ listing a dead cover.
 
 - Rule covers, keyed by event id (`RuleCoverDiff`): a new outcome in a candidate event
   replaces its baskets (the old all-YES basket is no longer exhaustive); a closed market's
-  ladder pairs go.
+  ladder pairs go; a closed event (an empty group) takes all of its covers with it.
 - LLM covers, keyed by implication (`LlmCoverDiff`, premise ⇒ conclusion): the implication is
   re-emitted with fresh groups when either event changes; pairs whose market closed or left
   the group are retracted on every leg's token.
@@ -37,7 +37,8 @@ class CoverDiff(StatefulLogic, Generic[In]):
         now = {c.id: tuple(dict.fromkeys(leg.yes_token for leg in c.legs)) for c in covers}
         gone = [CoverRetracted(cid, toks) for cid, toks in self.live.items() if cid not in now]
         self.live = now
-        return [*gone, *covers], StatefulLogic.RETAIN
+        # nothing live (the event closed, the pairs lapsed): the key holds no state worth keeping
+        return [*gone, *covers], StatefulLogic.RETAIN if now else StatefulLogic.DISCARD
 
     def snapshot(self) -> dict[str, tuple[str, ...]]:
         return dict(self.live)

@@ -199,3 +199,10 @@ def group_event(event: Event) -> Group | None:
         neg_risk=event.neg_risk,
         placeholders_dropped=dropped,
     )
+
+
+def event_group(event: Event) -> Group:
+    """`group_event`, or for an event with no open (named) market left an empty group: the
+    steps after it retract that event's covers and forget it."""
+    return group_event(event) or Group(event_id=event.id, title=event.title, partition_type=PartitionType.SINGLE,
+                                       markets=(), end_date=event.end_date, neg_risk=event.neg_risk)

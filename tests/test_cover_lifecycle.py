@@ -53,3 +53,18 @@ def test_llm_pairs_of_a_closed_market_are_retracted_on_every_leg() -> None:
     dead = next(c for c in first if c.legs[1].market_id == "12")
     assert gone.cover_id == dead.id and set(gone.yes_tokens) == {"y12", "y21"}
     assert [c.id for c in out if isinstance(c, CoverSpec)] == [c.id for c in first if c.legs[1].market_id == "11"]
+
+
+def test_a_closed_event_retracts_all_its_rule_covers_and_frees_the_key() -> None:
+    from bytewax.operators import StatefulLogic
+
+    from operators.grouping import event_group
+
+    logic = RuleCoverDiff(None)
+    three = Event(id="1", slug="", title="Who wins?", neg_risk=True, markets=(mk(1, "Ann"), mk(2, "Bo"), mk(3, "Cy")))
+    first, keep = logic.on_item(event_group(three))
+    assert keep is StatefulLogic.RETAIN
+    closed = Event(id="1", slug="", title="Who wins?", neg_risk=True, closed=True, markets=())
+    out, keep = logic.on_item(event_group(closed))
+    assert {r.cover_id for r in out} == {c.id for c in first} and all(isinstance(r, CoverRetracted) for r in out)
+    assert keep is StatefulLogic.DISCARD

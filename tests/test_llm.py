@@ -293,3 +293,42 @@ def test_common_words_fill_the_candidates_only_when_rare_words_find_too_few() ->
     # with enough rare-word candidates the common word adds nobody
     assert index.candidates("t", 1) == ["p"]
     assert index.candidates("n", 1) == ["p"]
+
+
+def test_a_closed_event_leaves_the_catalog_and_its_pairs_are_retracted(server: LLMServer, universe: Universe) -> None:
+    from operators.cover_lifecycle import LlmCoverDiff
+    from operators.grouping import event_group
+    from polyalphascan.records import CoverRetracted, CoverSpec, Event
+
+    settings = settings_for(server)
+    groups = groups_of(universe)
+    logic = CatalogLogic(settings, lambda: ImplicationClient(settings, LLMCache(settings)), None)
+    out = []
+    for g in groups:
+        out += logic.on_item(g)[0]
+    deadline = time.monotonic() + 60
+    while (logic.inflight or logic.state.pending) and time.monotonic() < deadline:
+        out += logic.on_notify()[0]
+        time.sleep(0.02)
+    truth = universe.ground_truth().implications
+    assert {(f.implication.premise_event_id, f.implication.conclusion_event_id) for f in out} == truth
+    pairs: dict[tuple[str, str], LlmCoverDiff] = {}  # the flow keys this step by implication
+    live: dict[tuple[str, str], set[str]] = {}
+    for f in out:
+        key = (f.implication.premise_event_id, f.implication.conclusion_event_id)
+        step = pairs.setdefault(key, LlmCoverDiff(None, 0.98))
+        live[key] = {c.id for c in step.on_item(f)[0] if isinstance(c, CoverSpec)}
+    premise, conclusion = next((p, c) for p, c in sorted(truth) if live[(p, c)])
+    title = next(g.title for g in groups if g.event_id == premise)
+    # every market of the premise event closed: the poller's delta carries no open market
+    gone, _ = logic.on_item(event_group(Event(id=premise, slug="", title=title, closed=True, markets=())))
+    touching = {k for k in truth if premise in k}
+    assert {(f.implication.premise_event_id, f.implication.conclusion_event_id) for f in gone} == touching
+    again = next(f for f in gone if f.implication.conclusion_event_id == conclusion)
+    retracted = pairs[(premise, conclusion)].on_item(again)[0]
+    assert all(isinstance(r, CoverRetracted) for r in retracted)
+    assert {r.cover_id for r in retracted} == live[(premise, conclusion)]
+    assert premise not in logic.state.groups and premise not in logic.index.words
+    assert not any(premise in k for k in logic.state.found)
+    assert all(premise not in logic.index.candidates(e, 40) for e in logic.state.groups)
+    assert logic.on_item(event_group(Event(id=premise, slug="", title=title, closed=True, markets=())))[0] == []
