@@ -219,7 +219,7 @@ class Ticker(DynamicSource):
 
 
 def test_prices_keep_flowing_while_100_slow_calls_are_in_flight(server: LLMServer, universe: Universe) -> None:
-    server.faults = LLMFaults(latency_s=1.0)
+    server.faults = LLMFaults(latency_s=2.0)
     settings = settings_for(server, llm_max_concurrent=100, llm_batch_size=100)
     groups = groups_of(universe)  # 150: early ones have no candidates yet, the rest make >= 100 calls
     stop = threading.Event()
@@ -230,7 +230,7 @@ def test_prices_keep_flowing_while_100_slow_calls_are_in_flight(server: LLMServe
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and server.stats.peak_in_flight < 100:
             time.sleep(0.01)
-        time.sleep(0.5)  # keep ticking while the calls are in flight
+        time.sleep(1.0)  # keep ticking while the calls are in flight (they take 2 s)
         stop.set()
 
     flow = Dataflow("isolation")
@@ -244,8 +244,9 @@ def test_prices_keep_flowing_while_100_slow_calls_are_in_flight(server: LLMServe
     run_main(flow, epoch_interval=timedelta(milliseconds=100))
     assert server.stats.peak_in_flight == 100  # 100 slow calls really were in flight together
     gaps = [b - a for a, b in zip(ticks, ticks[1:])]
-    # each call takes 1 s: a worker that waited on one would show a gap of ~1 s; allow scheduling noise
-    assert len(ticks) > 30 and max(gaps) < 0.5, max(gaps)
+    # each call takes 2 s: a worker that waited on one would show a gap of ~2 s; half of that is
+    # left for scheduling noise on a loaded 2-core box (GC, the client's first-use imports)
+    assert len(ticks) > 30 and max(gaps) < 1.0, max(gaps)
 
 
 def test_resumed_logic_resends_only_unfinished_targets(server: LLMServer, universe: Universe) -> None:
