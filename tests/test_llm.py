@@ -230,7 +230,7 @@ def test_prices_keep_flowing_while_100_slow_calls_are_in_flight(server: LLMServe
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and server.stats.peak_in_flight < 100:
             time.sleep(0.01)
-        time.sleep(1.0)  # keep ticking while the calls are in flight (they take 2 s)
+        time.sleep(3.0)  # keep ticking past the calls (2 s each), so a blocked worker would show its gap
         stop.set()
 
     flow = Dataflow("isolation")
