@@ -1,5 +1,6 @@
 """kill -9 mid-run and resume from the recovery directory: nothing lost, no LLM call repeated
-for a group already answered, portfolios converge to the universe's ground truth."""
+for a group already answered, portfolios converge to the universe's ground truth. SIGTERM
+writes a final snapshot that the next run resumes from."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from collections.abc import Callable
 import pytest
 import redis
 
+from connectors.portfolio_sink import read_metrics
 from connectors.redis_layout import RedisKeys
 from connectors.redis_server import EmbeddedRedis
 from standins.launcher import StandIns
@@ -79,3 +81,52 @@ def test_kill_9_and_resume(redis_server: EmbeddedRedis, tmp_path) -> None:  # no
                 if p.poll() is None:
                     p.kill()
     client.close()
+
+
+def test_sigterm_writes_a_final_snapshot(redis_server: EmbeddedRedis, tmp_path) -> None:  # noqa: ANN001
+    """Snapshots every 10 minutes, so only the snapshot taken at the graceful stop can carry the
+    LLM answers into the next run (the LLM cache is off): the resumed run asks nothing again."""
+    client = redis.Redis.from_url(redis_server.url)
+    client.flushall()
+    keys = RedisKeys("fin")
+    with StandIns(seed=29, n_events=30, clob_rate=20.0) as standins:
+        standins.clob.pause()
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "LLM_", "WS_", "POLL_"))}
+        env.update({k.upper(): str(v) for k, v in standins.settings_overrides().items()})
+        env.update(REDIS_URL=redis_server.url, REDIS_KEY_PREFIX="fin", RECOVERY_DIR=str(tmp_path / "recovery"),
+                   SNAPSHOT_INTERVAL_SECONDS="600", POLL_INTERVAL_SECONDS="0.5", ENABLE_REDIS_CACHE="false",
+                   MIN_COVERAGE="0", MAX_COST="100", WS_MAX_CONNECTIONS="2")
+
+        def start() -> subprocess.Popen[bytes]:
+            return subprocess.Popen([sys.executable, "-m", "polyalphascan.cli", "run"], env=env,
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+        def converged() -> bool:
+            return {m.decode() for m in client.zrange(keys.ranking, 0, -1)} == set(standins.universe.ground_truth().covers)
+
+        procs = [start()]
+        try:
+            wait_for(converged, 90, "first run converged")
+            assert standins.llm.stats.requests > 0
+            procs[0].send_signal(signal.SIGTERM)
+            assert procs[0].wait(timeout=60) == 0
+            standins.llm.reset_stats()
+            for key in client.scan_iter(match=f"{keys.base}:metrics:*"):
+                client.delete(key)  # the first run's figures, so what follows is the resumed run's
+            procs.append(start())
+
+            def polled() -> dict[str, float]:
+                return read_metrics(client, keys, "poller")
+
+            wait_for(lambda: polled().get("polls", 0) >= 3, 60, "three polls of the resumed run")
+            # the poller's state came back: every event known, none new again
+            assert polled().get("known_events") == 30 and polled().get("new", 0) == 0
+            assert converged()
+            # the catalogue's too: no LLM call (the cache is off, so a lost state would ask again)
+            assert standins.llm.stats.requests == 0, dict(standins.llm.stats.targets)
+            procs[1].send_signal(signal.SIGTERM)
+            assert procs[1].wait(timeout=60) == 0
+        finally:
+            for p in procs:
+                if p.poll() is None:
+                    p.kill()
