@@ -3,7 +3,6 @@ the universe's covers and costs; SIGTERM to both drains them."""
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
 import subprocess
@@ -16,6 +15,7 @@ import redis
 from connectors.redis_layout import RedisKeys
 from connectors.redis_server import EmbeddedRedis
 from standins.launcher import StandIns
+from tests.flow_process import flow_env
 
 pytestmark = pytest.mark.slow
 
@@ -32,11 +32,8 @@ def test_two_processes_give_the_ground_truth(redis_server: EmbeddedRedis) -> Non
     keys = RedisKeys("mp")
     with StandIns(seed=29, n_events=50, clob_rate=20.0) as standins:
         standins.clob.pause()
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "LLM_", "WS_", "POLL_"))}
-        env.update({k.upper(): str(v) for k, v in standins.settings_overrides().items()})
-        env.update(REDIS_URL=redis_server.url, REDIS_KEY_PREFIX="mp", POLL_INTERVAL_SECONDS="0.5",
-                   FULL_RECONCILE_EVERY="2", MIN_COVERAGE="0", MAX_COST="100", WS_MAX_CONNECTIONS="3",
-                   SNAPSHOT_INTERVAL_SECONDS="1")
+        env = flow_env(standins, redis_server.url, "mp", POLL_INTERVAL_SECONDS="0.5", FULL_RECONCILE_EVERY="2",
+                       MIN_COVERAGE="0", MAX_COST="100", WS_MAX_CONNECTIONS="3", SNAPSHOT_INTERVAL_SECONDS="1")
         addresses = f"127.0.0.1:{free_port()};127.0.0.1:{free_port()}"
         procs = [subprocess.Popen([sys.executable, "-m", "bytewax.run", "flows.scanner:flow", "-i", str(i),
                                    "-a", addresses], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -4,7 +4,6 @@ writes a final snapshot that the next run resumes from."""
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -18,6 +17,7 @@ from connectors.portfolio_sink import read_metrics
 from connectors.redis_layout import RedisKeys
 from connectors.redis_server import EmbeddedRedis
 from standins.launcher import StandIns
+from tests.flow_process import flow_env
 
 pytestmark = pytest.mark.slow
 PREFIX = "rec"
@@ -38,11 +38,9 @@ def test_kill_9_and_resume(redis_server: EmbeddedRedis, tmp_path) -> None:  # no
     keys = RedisKeys(PREFIX)
     with StandIns(seed=23, n_events=50, clob_rate=20.0) as standins:
         standins.clob.pause()
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "LLM_", "WS_", "POLL_"))}
-        env.update({k.upper(): str(v) for k, v in standins.settings_overrides().items()})
-        env.update(REDIS_URL=redis_server.url, REDIS_KEY_PREFIX=PREFIX, RECOVERY_DIR=str(tmp_path / "recovery"),
-                   SNAPSHOT_INTERVAL_SECONDS="1", POLL_INTERVAL_SECONDS="0.5", FULL_RECONCILE_EVERY="2",
-                   ENABLE_REDIS_CACHE="true", MIN_COVERAGE="0", MAX_COST="100", WS_MAX_CONNECTIONS="2")
+        env = flow_env(standins, redis_server.url, PREFIX, RECOVERY_DIR=str(tmp_path / "recovery"),
+                       SNAPSHOT_INTERVAL_SECONDS="1", POLL_INTERVAL_SECONDS="0.5", FULL_RECONCILE_EVERY="2",
+                       ENABLE_REDIS_CACHE="true", MIN_COVERAGE="0", MAX_COST="100", WS_MAX_CONNECTIONS="2")
 
         def start() -> subprocess.Popen[bytes]:
             return subprocess.Popen([sys.executable, "-m", "polyalphascan.cli", "run"], env=env,
@@ -91,11 +89,9 @@ def test_sigterm_writes_a_final_snapshot(redis_server: EmbeddedRedis, tmp_path) 
     keys = RedisKeys("fin")
     with StandIns(seed=29, n_events=30, clob_rate=20.0) as standins:
         standins.clob.pause()
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "LLM_", "WS_", "POLL_"))}
-        env.update({k.upper(): str(v) for k, v in standins.settings_overrides().items()})
-        env.update(REDIS_URL=redis_server.url, REDIS_KEY_PREFIX="fin", RECOVERY_DIR=str(tmp_path / "recovery"),
-                   SNAPSHOT_INTERVAL_SECONDS="600", POLL_INTERVAL_SECONDS="0.5", ENABLE_REDIS_CACHE="false",
-                   MIN_COVERAGE="0", MAX_COST="100", WS_MAX_CONNECTIONS="2")
+        env = flow_env(standins, redis_server.url, "fin", RECOVERY_DIR=str(tmp_path / "recovery"),
+                       SNAPSHOT_INTERVAL_SECONDS="600", POLL_INTERVAL_SECONDS="0.5", ENABLE_REDIS_CACHE="false",
+                       MIN_COVERAGE="0", MAX_COST="100", WS_MAX_CONNECTIONS="2")
 
         def start() -> subprocess.Popen[bytes]:
             return subprocess.Popen([sys.executable, "-m", "polyalphascan.cli", "run"], env=env,
