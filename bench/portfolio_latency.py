@@ -21,7 +21,6 @@ import argparse
 import json
 import os
 import random
-import socket
 import subprocess
 import sys
 import tempfile
@@ -38,7 +37,7 @@ from bytewax.testing import TestingSource, cluster_main, run_main
 
 from connectors.portfolio_sink import PortfolioSink
 from connectors.redis_layout import RedisKeys
-from connectors.redis_server import EmbeddedRedis
+from connectors.redis_server import EmbeddedRedis, free_port
 from operators.portfolio_join import portfolio_join
 from polyalphascan import lifecycle
 from polyalphascan.metrics import metrics
@@ -171,16 +170,10 @@ def summary(parts: list[dict[str, Any]]) -> dict[str, float]:
     }
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def run_cluster(processes: int, n: int, rate: float, seconds: float, redis_url: str, fanout: int) -> dict[str, float]:
     """The same measurement with the flow spread over `processes` local processes."""
     redis.Redis.from_url(redis_url).flushall()
-    addresses = ";".join(f"127.0.0.1:{_free_port()}" for _ in range(processes))
+    addresses = ";".join(f"127.0.0.1:{free_port()}" for _ in range(processes))
     with tempfile.TemporaryDirectory() as tmp:
         outs = [os.path.join(tmp, f"proc{i}.json") for i in range(processes)]
         children = [subprocess.Popen([sys.executable, "-m", "bench.portfolio_latency", "--member", str(i),

@@ -45,7 +45,8 @@ def find_redis_server() -> str:
     )
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A loopback TCP port nobody listens on right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -75,7 +76,7 @@ class EmbeddedRedis:
         last_err = ""
         fixed = self.port is not None
         for _attempt in range(1 if fixed else 5):
-            port = self.port if fixed else _free_port()
+            port = self.port if fixed else free_port()
             assert port is not None
             logfile = Path(self._dir) / "redis.log"
             self.proc = subprocess.Popen(

@@ -99,9 +99,9 @@ def label_is_range(label: str) -> bool:
     return bool(_RANGE.search(label))
 
 
-def _label_direction(label: str) -> str | None:
-    """The direction a label states itself ("↑ 120k", "below $80k"), if it does."""
-    above, below = bool(_ABOVE.search(label)), bool(_BELOW.search(label))
+def _label_direction(text: str) -> str | None:
+    """The direction a text states unambiguously ("↑ 120k", "below $80k"), if it does."""
+    above, below = bool(_ABOVE.search(text)), bool(_BELOW.search(text))
     return ("above" if above else "below") if above != below else None
 
 
@@ -137,11 +137,9 @@ def resolution_date(market: Market, event_end: str | None) -> date | None:
 
 
 def threshold_direction(labels: list[str], questions: list[str], title: str) -> str:
-    text = " ".join(labels)
-    for source in (text, " ".join(questions), title):
-        above, below = bool(_ABOVE.search(source)), bool(_BELOW.search(source))
-        if above != below:
-            return "above" if above else "below"
+    for source in (" ".join(labels), " ".join(questions), title):
+        if (direction := _label_direction(source)) is not None:
+            return direction
     return "above"
 
 

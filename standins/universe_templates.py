@@ -331,7 +331,7 @@ class SpecGen:
         d = N.month_end(ahead.year, ahead.month)
         if ("asset", asset, d.year) in self.claims:
             return TAKEN
-        month = f"{N.long_date(d).split(' ')[0]} {d.year}"
+        month = f"{N.MONTHS[d.month]} {d.year}"
         step = N.nice_step(ref)
         vol = r.uniform(0.08, 0.25)
         center = round(ref / step) * step
@@ -343,10 +343,8 @@ class SpecGen:
         }
         ups = [round(center + i * step, 6) for i in range(1, r.randint(2, 4) + 1)]
         downs = [v for v in (round(center - i * step, 6) for i in range(1, r.randint(2, 4) + 1)) if v > 0]
-        markets = [self._th_market(sides["above"]["q"], sides["above"]["cond"], asset, v, d, "above", "arrow", ref, vol)
-                   for v in ups]
-        markets += [self._th_market(sides["below"]["q"], sides["below"]["cond"], asset, v, d, "below", "arrow", ref,
-                                    vol) for v in downs]
+        markets = [self._th_market(sides[side]["q"], sides[side]["cond"], asset, v, d, side, "arrow", ref, vol)
+                   for side, values in (("above", ups), ("below", downs)) for v in values]
         title = f"What price will {asset} hit in {month}?"
         spec = EventSpec("threshold", title, f"Markets on the price of {asset}.", (self.asset_tag(asset),), markets,
                          direction="mixed", grow={"asset": asset, "d": d, "ref": ref, "vol": vol, "step": step,
@@ -465,7 +463,7 @@ class SpecGen:
         k = r.randint(3, 7)
         lo = width * r.randint(4, 20)
         labels = [f"<{lo}"] + [f"{lo + i * width}-{lo + (i + 1) * width - 1}" for i in range(k)]
-        month = f"{N.long_date(end).split(' ')[0]} {end.year}"
+        month = f"{N.MONTHS[end.month]} {end.year}"
         spec = self._candidates(f"How many posts will {name} make in {month}?",
                                 f"Will {name} make {{name}} posts in {month}?", labels, end, ("culture",),
                                 mode="closed", what=f"makes that many posts in {month}")

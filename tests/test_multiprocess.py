@@ -4,7 +4,6 @@ the universe's covers and costs; SIGTERM to both drains them."""
 from __future__ import annotations
 
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -13,17 +12,11 @@ import pytest
 import redis
 
 from connectors.redis_layout import RedisKeys
-from connectors.redis_server import EmbeddedRedis
+from connectors.redis_server import EmbeddedRedis, free_port
 from standins.launcher import StandIns
 from tests.flow_process import flow_env
 
 pytestmark = pytest.mark.slow
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_two_processes_give_the_ground_truth(redis_server: EmbeddedRedis) -> None:
