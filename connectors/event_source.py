@@ -80,9 +80,12 @@ class PollResult:
 
 
 def fingerprint(event: Event) -> str:
-    parts = [event.title, event.description[:200]]
+    """What, when it changes, may change the event's covers: texts, flags (neg-risk,
+    augmentation), each market's state and resolution."""
+    parts = [event.title, event.description[:200], f"{event.neg_risk}|{event.neg_risk_augmented}|{event.end_date}"]
     for m in sorted(event.markets, key=lambda m: m.id):
-        parts.append(f"{m.id}|{m.question}|{m.group_item_title}|{m.closed}|{m.active}|{m.end_date}")
+        parts.append(f"{m.id}|{m.question}|{m.group_item_title}|{m.closed}|{m.active}|{m.end_date}|{m.neg_risk}|"
+                     f"{m.neg_risk_other}|{m.neg_risk_market_id}|{m.yes_price if m.closed else ''}")
     return hashlib.sha1("\n".join(parts).encode()).hexdigest()[:20]
 
 

@@ -1,14 +1,16 @@
 """Parse Gamma event/market JSON into typed records, defensively.
 
 Real Gamma quirks handled: `outcomes`, `outcomePrices`, `clobTokenIds` are JSON-encoded
-strings (sometimes real arrays); numbers come as strings; v2 markets (`version: "v2"`) take
-their asset ids from `positionIds` (a real array) even when legacy `clobTokenIds` is there;
+strings (sometimes real arrays); numbers come as strings; `negRiskAugmented` (event) and
+`negRiskOther` (market) are undocumented but live, and decide exhaustiveness; v2 markets
+(`version: "v2"`) take their asset ids from `positionIds` (a real array) even when legacy `clobTokenIds` is there;
 missing optional fields. A record that cannot be parsed raises `GammaParseError` naming
 the id, so the caller counts and skips it and keeps the rest of the page.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import orjson
@@ -59,14 +61,49 @@ def _bool(value: Any, default: bool = False) -> bool:
     return bool(value)
 
 
+def _is_true(value: Any) -> bool:
+    """Only an explicit true: `negRisk` claims exclusivity, so anything unclear claims none."""
+    return value is True or (isinstance(value, str) and value.strip().lower() == "true")
+
+
 def _str(value: Any) -> str:
     return "" if value is None else str(value)
 
 
+_ID = re.compile(r"[0-9]{1,19}")  # ASCII digits that fit a signed 64-bit integer
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")  # control characters, lone surrogates
+#: Longest texts kept (real ones are far shorter); a longer one is cut, never rejected.
+MAX_TITLE, MAX_LABEL, MAX_DESCRIPTION = 300, 120, 4000
+
+
+def _text(value: Any, cap: int) -> str:
+    """Market text as data: a string (or number), control characters blanked, at most `cap` long."""
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        return ""
+    return _CONTROL.sub(" ", str(value)[: cap * 2])[:cap].strip()
+
+
+def _ident(value: Any) -> str:
+    """A Gamma id ("16282", or the number 16282), or "" for anything else ("²", 5,000 digits)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str):
+        return ""
+    value = value.strip()
+    return value if _ID.fullmatch(value) else ""
+
+
+def _opt_text(value: Any) -> str | None:
+    """An optional text field (dates): anything but a non-empty string is absent."""
+    return value if isinstance(value, str) and value else None
+
+
 def parse_market(raw: dict[str, Any], event_id: str, event_neg_risk: bool = False) -> Market:
-    mid = _str(raw.get("id"))
-    if not isinstance(raw, dict) or not mid:
-        raise GammaParseError(mid, "market without id")
+    if not isinstance(raw, dict):
+        raise GammaParseError("", "market is not an object")
+    mid = _ident(raw.get("id"))
+    if not mid:
+        raise GammaParseError(_text(raw.get("id"), 40), "market id missing or not a plain number")
     try:
         version = _str(raw.get("version") or "v1").lower()
         if version == "v2" and raw.get("positionIds") is not None:
@@ -78,7 +115,7 @@ def parse_market(raw: dict[str, Any], event_id: str, event_neg_risk: bool = Fals
         raise GammaParseError(mid, f"bad list field: {exc}") from None
     if len(ids) != 2 or not all(ids):
         raise GammaParseError(mid, f"expected 2 asset ids, got {len(ids)}")
-    question = _str(raw.get("question"))
+    question = _text(raw.get("question"), MAX_TITLE)
     if not question:
         raise GammaParseError(mid, "market without question")
     try:
@@ -86,18 +123,20 @@ def parse_market(raw: dict[str, Any], event_id: str, event_neg_risk: bool = Fals
             id=mid,
             event_id=event_id,
             question=question,
-            slug=_str(raw.get("slug")),
-            condition_id=_str(raw.get("conditionId")),
+            slug=_text(raw.get("slug"), MAX_TITLE),
+            condition_id=_text(raw.get("conditionId"), MAX_LABEL),
             yes_token=ids[0],
             no_token=ids[1],
-            group_item_title=_str(raw.get("groupItemTitle")).strip(),
-            group_item_threshold=_str(raw.get("groupItemThreshold")) or None,
-            description=_str(raw.get("description")),
-            end_date=raw.get("endDate") or None,
-            created_at=raw.get("createdAt") or None,
+            group_item_title=_text(raw.get("groupItemTitle"), MAX_LABEL),
+            group_item_threshold=_text(raw.get("groupItemThreshold"), MAX_LABEL) or None,
+            description=_text(raw.get("description"), MAX_DESCRIPTION),
+            end_date=_opt_text(raw.get("endDate")),
+            created_at=_opt_text(raw.get("createdAt")),
             active=_bool(raw.get("active"), True),
             closed=_bool(raw.get("closed"), False),
-            neg_risk=_bool(raw.get("negRisk"), event_neg_risk),
+            neg_risk=_is_true(raw.get("negRisk")) if "negRisk" in raw else event_neg_risk,
+            neg_risk_other=_bool(raw.get("negRiskOther"), False),
+            neg_risk_market_id=_text(raw.get("negRiskMarketID"), MAX_LABEL),
             liquidity=_num(raw.get("liquidityNum", raw.get("liquidity"))),
             volume=_num(raw.get("volumeNum", raw.get("volume"))),
             yes_price=_opt_num(prices[0]) if len(prices) > 0 else None,
@@ -113,27 +152,30 @@ def parse_event(raw: dict[str, Any]) -> Event:
     retried whole on the next poll rather than half-registered)."""
     if not isinstance(raw, dict):
         raise GammaParseError("", "event is not an object")
-    eid = _str(raw.get("id"))
-    if not eid or not eid.strip().isdigit():
-        raise GammaParseError(eid, "event id missing or not numeric")
-    title = raw.get("title")
-    if not isinstance(title, str) or not title.strip():
+    eid = _ident(raw.get("id"))
+    if not eid:
+        raise GammaParseError(_text(raw.get("id"), 40), "event id missing or not a plain number")
+    title = _text(raw.get("title"), MAX_TITLE)
+    if not title:
         raise GammaParseError(eid, "event without title")
     markets_raw = raw.get("markets") or []
     if not isinstance(markets_raw, list):
         raise GammaParseError(eid, "markets is not a list")
-    neg_risk = _bool(raw.get("negRisk"), False)
+    neg_risk = _is_true(raw.get("negRisk"))
     markets = tuple(parse_market(m, eid, neg_risk) for m in markets_raw)
-    tags = tuple(_str(t.get("slug")) for t in (raw.get("tags") or []) if isinstance(t, dict))
+    tags_raw = raw.get("tags")
+    tags = tuple(_text(t.get("slug"), MAX_LABEL) for t in tags_raw if isinstance(t, dict)) \
+        if isinstance(tags_raw, list) else ()
     return Event(
         id=eid,
-        slug=_str(raw.get("slug")),
-        title=title.strip(),
-        description=_str(raw.get("description")),
-        end_date=raw.get("endDate") or None,
-        created_at=raw.get("createdAt") or None,
-        updated_at=raw.get("updatedAt") or None,
+        slug=_text(raw.get("slug"), MAX_TITLE),
+        title=title,
+        description=_text(raw.get("description"), MAX_DESCRIPTION),
+        end_date=_opt_text(raw.get("endDate")),
+        created_at=_opt_text(raw.get("createdAt")),
+        updated_at=_opt_text(raw.get("updatedAt")),
         neg_risk=neg_risk,
+        neg_risk_augmented=raw.get("negRiskAugmented") not in (None, False, "false", "False"),
         active=_bool(raw.get("active"), True),
         closed=_bool(raw.get("closed"), False),
         tags=tags,

@@ -1,201 +1,189 @@
-"""Grouping: an event becomes a `Group` (pure; no I/O).
+"""Grouping: an event becomes a `Group` whose facts say which covers are proven (pure; no I/O).
 
-Partition type from the bracket labels (`groupItemTitle`) of the event's open markets,
-following the seed:
-- TIMEFRAME: every label is a date ("March 31, 2026", "June 30", "Q2 2026", "2027");
-- THRESHOLD: every label is a number ("$100k", "↑ 120k", "$1.60", ">2M"), and none is a
-  range;
-- SINGLE: one market;
-- CANDIDATE: otherwise: entities, and range buckets ("<200", "200-219", "220+"): the
-  buckets of one quantity are exclusive outcomes, never a ladder ("220-239" YES does not
-  make "200-219" YES).
-Placeholder outcomes ("Person A", "Candidate B") are dropped first and counted, because a
-candidate event with a dropped placeholder is no longer exhaustive (no ALL_YES cover).
+A guaranteed cover must hold in every outcome, so a group claims only what the venue's
+flags or the markets' own wording prove; anything merely likely (shared dates, similar
+wording) is left to the LLM step, never to a guaranteed cover.
 
-Resolution date per market, first found of: a full date in the label; "by/and <Month Day,
-Year>" in the description; a month/day (or quarter/year) in the label with the year from
-the event's end date; the market's `endDate`.
+Exclusive (at most one market resolves YES) only when the venue says so: the event is
+neg-risk (`negRisk`, or every market `negRisk` within one `negRiskMarketID`). Its open,
+named markets are exclusive outcomes whatever their labels say: names, numbers ("2", "3"),
+buckets ("<60M", "60-80M", "110M+") and dates ("March", "Week of March 9") alike; a neg-risk
+event is never a ladder. A multi-market event that is not neg-risk is never exclusive
+(top-4 finishers, relegated teams, "which countries will…": any subset can be YES).
 
-Mutually exclusive (the seed's test, made safe): a CANDIDATE group is exclusive when the
-event is negRisk or two or more of its markets share a resolution date. A THRESHOLD ladder
-also shares one date but is never exclusive (above $100k and above $120k can both be YES),
-so it is classified before that rule applies.
+Exhaustive (exactly one of the group's markets resolves YES) only when exclusive and:
+`negRiskAugmented` is false (an augmented event can still mint outcomes), no placeholder
+slot is listed ("Person K", "Party A"; active, inactive or closed), no market is inactive
+while unresolved,
+and every closed market resolved NO. An explicit, tradeable "Other" of a non-augmented
+event is a real outcome and keeps it exhaustive.
 
-Threshold direction, per market: an arrow or direction word in its own label ("↑ 120k",
-"↓ 80k": "What price will BTC hit?" events mix both, and only same-direction bars form a
-ladder), else the event's direction from the words in the labels, questions, then title —
-"above", "over", "more than", "at least", "reach", "hit", "exceed" ⇒ above; "below",
-"under", "less than", "dip to", "fall to", "drop to" ⇒ below.
+Ladders only in events that are not neg-risk:
+- TIMEFRAME: every label is a deadline; a rung is a market whose label or question says
+  "by"/"before"/"end of" (or the title does, and neither the label nor the question states
+  a window such as "week of", "in March", "on March 9"), with its date read from its own
+  label, the year (when the label has none) from its own question, else from the event's
+  end date when that does not put the deadline after the event's end. Never from the
+  description nor the market's `endDate`.
+- THRESHOLD: every label is one number (no range); a rung's direction comes from its own
+  label ("↑", "110M+", "<60M", "or more"), else its question, else the title ("above",
+  "reach", "dip to", "less than"…); with none, or both, it is no rung. Rungs pair only
+  within one direction and one end date.
+Anything else is CANDIDATE (exclusive or not) or SINGLE.
 """
 
 from __future__ import annotations
 
-import re
 from datetime import date
 
+from operators.labels import (
+    date_with_year,
+    direction_of,
+    full_date_in,
+    iso_day,
+    is_placeholder,
+    label_date,
+    label_is_range,
+    parse_threshold,
+    states_bucket,
+    states_deadline,
+    years_in,
+)
 from polyalphascan.records import Event, Group, GroupMarket, Market, PartitionType
 
-_MONTHS = {
-    m: i + 1
-    for i, names in enumerate(
-        [("january", "jan"), ("february", "feb"), ("march", "mar"), ("april", "apr"), ("may",), ("june", "jun"),
-         ("july", "jul"), ("august", "aug"), ("september", "sep", "sept"), ("october", "oct"),
-         ("november", "nov"), ("december", "dec")]
+
+def venue_exclusive(event: Event, markets: list[Market]) -> bool:
+    """The venue's own statement that at most one of `markets` resolves YES."""
+    if not (event.neg_risk or (markets and all(m.neg_risk for m in markets))):
+        return False
+    return len({m.neg_risk_market_id for m in markets if m.neg_risk_market_id}) <= 1
+
+
+def exhaustive_reason(event: Event) -> str | None:
+    """Why the outcomes of a neg-risk event may not be exhaustive, or None when they are."""
+    if event.neg_risk_augmented:
+        return "negRiskAugmented=true: outcomes can still be added"
+    for m in event.markets:
+        if is_placeholder(m.group_item_title):  # even resolved: the slot says outcomes were open-ended
+            return f"placeholder outcome {m.group_item_title!r}"
+        if m.closed:
+            if m.yes_price is None or m.yes_price > 0.0:
+                return f"market {m.id} closed without resolving NO"
+        elif not m.active:
+            return f"outcome {m.group_item_title or m.id!r} is listed inactive"
+    return None
+
+
+def _loose_date(m: Market, event_end: date | None) -> date | None:
+    """A best-effort date for matching dates across events (never a rung's proof)."""
+    ld = label_date(m.group_item_title)
+    if ld is not None and ld.value is not None:
+        return ld.value
+    if ld is not None and ld.needs_year and event_end is not None:
+        return date_with_year(ld, event_end.year)
+    return full_date_in(m.question) or full_date_in(m.description) or iso_day(m.end_date)
+
+
+def _deadline_rung(m: Market, title: str, event_end: date | None) -> tuple[date | None, str]:
+    """The deadline of a cumulative "by <date>" market and where it was read, or (None, why not)."""
+    label, question = m.group_item_title, m.question
+    if not (states_deadline(label) or states_deadline(question)
+            or (states_deadline(title) and not states_bucket(label) and not states_bucket(question))):
+        return None, "no 'by/before' wording"
+    ld = label_date(label)
+    if ld is None:
+        return None, "label is no date"
+    if ld.value is not None:
+        return ld.value, f"label {label!r}"
+    if not ld.needs_year:
+        return None, "label date out of range"
+    q_date = full_date_in(question)
+    if q_date is not None and (q_date.month, q_date.day) == (ld.month, ld.day):
+        return date_with_year(ld, q_date.year), f"label {label!r}, year from the question"
+    years = years_in(question)
+    if len(years) == 1:
+        return date_with_year(ld, years.pop()), f"label {label!r}, year from the question"
+    if event_end is not None:
+        d = date_with_year(ld, event_end.year)
+        if d is not None and d <= event_end:
+            return d, f"label {label!r}, year of the event's end date"
+    return None, "no year for the label"
+
+
+def _bar_rung(m: Market, title: str) -> tuple[str | None, str]:
+    """The direction of a threshold market and where it was read, or (None, why not)."""
+    for where, text in (("label", m.group_item_title), ("question", m.question), ("title", title)):
+        direction = direction_of(text)
+        if direction is not None:
+            return direction, f"{direction} ({where})"
+    return None, "no direction stated"
+
+
+def _partition(named: list[Market], exclusive: bool, placeholders: int) -> PartitionType:
+    labels = [m.group_item_title for m in named]
+    if len(named) == 1 and placeholders == 0:
+        return PartitionType.SINGLE
+    if exclusive:
+        return PartitionType.CANDIDATE
+    if all(label and label_date(label) is not None for label in labels):
+        return PartitionType.TIMEFRAME
+    if all(label and parse_threshold(label) is not None for label in labels) \
+            and not any(label_is_range(label) for label in labels):
+        return PartitionType.THRESHOLD
+    return PartitionType.CANDIDATE
+
+
+def _group_market(m: Market, ptype: PartitionType, title: str, event_end: date | None) -> GroupMarket:
+    loose = _loose_date(m, event_end)
+    rung_date: date | None = None
+    threshold = direction = None
+    cumulative, basis = False, ""
+    if ptype is PartitionType.TIMEFRAME:
+        rung_date, basis = _deadline_rung(m, title, event_end)
+        cumulative = rung_date is not None
+    elif ptype is PartitionType.THRESHOLD:
+        threshold = parse_threshold(m.group_item_title)
+        direction, basis = _bar_rung(m, title)
+        loose = iso_day(m.end_date)  # the bars of one ladder are judged on one date
+        cumulative = direction is not None and threshold is not None and loose is not None
+    resolved = rung_date or loose
+    return GroupMarket(
+        market_id=m.id, question=m.question, label=m.group_item_title, yes_token=m.yes_token, no_token=m.no_token,
+        resolution_date=resolved.isoformat() if resolved else None, threshold=threshold, direction=direction,
+        cumulative=cumulative, basis=basis,
     )
-    for m in names
-}
-_MONTH_RE = "|".join(sorted(_MONTHS, key=len, reverse=True))
-_FULL_DATE = re.compile(rf"\b({_MONTH_RE})\.?\s+(\d{{1,2}})(?:st|nd|rd|th)?,?\s+(\d{{4}})\b", re.I)
-_MONTH_DAY = re.compile(rf"^\s*(?:by\s+)?({_MONTH_RE})\.?\s+(\d{{1,2}})(?:st|nd|rd|th)?\s*$", re.I)
-_BY_DATE = re.compile(rf"\b(?:by|and)\s+({_MONTH_RE})\.?\s+(\d{{1,2}})(?:st|nd|rd|th)?,?\s+(\d{{4}})\b", re.I)
-_QUARTER = re.compile(r"^\s*Q([1-4])\s+(\d{4})\s*$", re.I)
-_YEAR = re.compile(r"^\s*(?:by\s+|in\s+)?((?:19|20)\d{2})\s*$", re.I)
-_MONTH_YEAR = re.compile(rf"^\s*({_MONTH_RE})\.?\s+(\d{{4}})\s*$", re.I)
-_NUMBER = re.compile(
-    r"^\s*(?:[↑↓<>≥≤~+]|over|under|above|below)?\s*\$?\s*(\d[\d,]*(?:\.\d+)?)\s*([kmb%])?"
-    r"(?:\s*(?:-|–|to)\s*\$?\s*\d[\d,]*(?:\.\d+)?\s*[kmb%]?)?\s*(?:\+)?\s*$",
-    re.I,
-)
-_RANGE = re.compile(r"\d[\d,]*(?:\.\d+)?\s*[kmb%]?\s*(?:-|–|to)\s*\$?\s*\d", re.I)
-_PLACEHOLDER = re.compile(r"^\s*(person|candidate|player|team|option|company|individual|nominee)\s+[A-Z]{1,2}\s*$", re.I)
-_ABOVE = re.compile(r"\b(above|over|more than|at least|reach(?:es)?|hit|exceed|greater than|higher than)\b|↑|≥|>", re.I)
-_BELOW = re.compile(r"\b(below|under|less than|dip(?:s)? to|fall(?:s)? to|drop(?:s)? to|lower than)\b|↓|≤|<", re.I)
-_SCALE = {"k": 1e3, "m": 1e6, "b": 1e9, "%": 1.0}
 
 
-def is_placeholder(label: str) -> bool:
-    return bool(_PLACEHOLDER.match(label))
-
-
-def _last_day(year: int, month: int) -> date:
-    if month == 12:
-        return date(year, 12, 31)
-    return date.fromordinal(date(year, month + 1, 1).toordinal() - 1)
-
-
-def _safe_date(year: int, month: int, day: int) -> date | None:
-    try:
-        return date(year, month, day)
-    except ValueError:
-        return None
-
-
-def label_is_date(label: str) -> bool:
-    return bool(_FULL_DATE.search(label) or _MONTH_DAY.match(label) or _QUARTER.match(label)
-                or _YEAR.match(label) or _MONTH_YEAR.match(label))
-
-
-def parse_threshold(label: str) -> float | None:
-    """The number of a threshold label ("$1.2M" → 1.2e6, "↑ 120k" → 120000), or None."""
-    m = _NUMBER.match(label)
-    if not m:
-        return None
-    value = float(m.group(1).replace(",", ""))
-    return value * _SCALE.get((m.group(2) or "").lower(), 1.0)
-
-
-def label_is_range(label: str) -> bool:
-    """A bucket label ("200-219", "$1–2M", "10 to 20"), one of several exclusive outcomes."""
-    return bool(_RANGE.search(label))
-
-
-def _label_direction(text: str) -> str | None:
-    """The direction a text states unambiguously ("↑ 120k", "below $80k"), if it does."""
-    above, below = bool(_ABOVE.search(text)), bool(_BELOW.search(text))
-    return ("above" if above else "below") if above != below else None
-
-
-def _iso_day(value: str | None) -> date | None:
-    if not value:
-        return None
-    m = re.match(r"(\d{4})-(\d{2})-(\d{2})", value)
-    return _safe_date(int(m.group(1)), int(m.group(2)), int(m.group(3))) if m else None
-
-
-def resolution_date(market: Market, event_end: str | None) -> date | None:
-    label = market.group_item_title or ""
-    m = _FULL_DATE.search(label)
-    if m:
-        return _safe_date(int(m.group(3)), _MONTHS[m.group(1).lower()], int(m.group(2)))
-    m = _BY_DATE.search(market.description or "")
-    if m:
-        return _safe_date(int(m.group(3)), _MONTHS[m.group(1).lower()], int(m.group(2)))
-    end = _iso_day(event_end) or _iso_day(market.end_date)
-    m = _MONTH_DAY.match(label)
-    if m and end is not None:
-        return _safe_date(end.year, _MONTHS[m.group(1).lower()], int(m.group(2)))
-    m = _QUARTER.match(label)
-    if m:
-        return _last_day(int(m.group(2)), int(m.group(1)) * 3)
-    m = _MONTH_YEAR.match(label)
-    if m:
-        return _last_day(int(m.group(2)), _MONTHS[m.group(1).lower()])
-    m = _YEAR.match(label)
-    if m:
-        return date(int(m.group(1)), 12, 31)
-    return _iso_day(market.end_date)
-
-
-def threshold_direction(labels: list[str], questions: list[str], title: str) -> str:
-    for source in (" ".join(labels), " ".join(questions), title):
-        if (direction := _label_direction(source)) is not None:
-            return direction
-    return "above"
-
-
-def normalise_label(label: str) -> str:
-    return re.sub(r"[^a-z0-9]+", " ", label.lower()).strip()
+def _facts(event: Event, exclusive: bool, reason: str | None) -> str:
+    flags = f"negRisk={'true' if event.neg_risk else 'false'}, " \
+            f"negRiskAugmented={'true' if event.neg_risk_augmented else 'false'}"
+    if not exclusive:
+        return flags
+    return f"{flags}; " + (f"not exhaustive: {reason}" if reason else "exhaustive: every outcome listed and open")
 
 
 def group_event(event: Event) -> Group | None:
-    """The group of an event's open markets, or None when it has none."""
+    """The group of an event's open markets, or None when it has no open named market."""
     open_markets = [m for m in event.markets if m.active and not m.closed]
-    if not open_markets:
-        return None
-    named = [m for m in open_markets if not is_placeholder(m.group_item_title or "")]
-    dropped = len(open_markets) - len(named)
+    named = [m for m in open_markets if not is_placeholder(m.group_item_title)]
     if not named:
         return None
-    labels = [m.group_item_title or "" for m in named]
-    dates = [resolution_date(m, event.end_date) for m in named]
-    if len(named) == 1 and dropped == 0:
-        ptype = PartitionType.SINGLE
-    elif all(label and label_is_date(label) for label in labels):
-        ptype = PartitionType.TIMEFRAME
-    elif all(label and parse_threshold(label) is not None for label in labels) \
-            and not any(label_is_range(label) for label in labels):
-        ptype = PartitionType.THRESHOLD
-    else:
-        ptype = PartitionType.CANDIDATE
-    event_direction = (
-        threshold_direction(labels, [m.question for m in named], event.title)
-        if ptype is PartitionType.THRESHOLD
-        else None
-    )
-    markets = tuple(
-        GroupMarket(
-            market_id=m.id,
-            question=m.question,
-            label=m.group_item_title or "",
-            yes_token=m.yes_token,
-            no_token=m.no_token,
-            resolution_date=d.isoformat() if d else None,
-            threshold=parse_threshold(m.group_item_title or "") if ptype is PartitionType.THRESHOLD else None,
-            direction=(_label_direction(m.group_item_title or "") or event_direction) if event_direction else None,
-        )
-        for m, d in zip(named, dates)
-    )
-    shared_date = len({d for d in dates if d is not None}) < len([d for d in dates if d is not None])
-    exclusive = ptype is PartitionType.CANDIDATE and (event.neg_risk or shared_date)
+    placeholders = sum(1 for m in event.markets if not m.closed and is_placeholder(m.group_item_title))
+    exclusive = venue_exclusive(event, named)
+    reason = exhaustive_reason(event) if exclusive else "not neg-risk"
+    ptype = _partition(named, exclusive, placeholders)
+    event_end = iso_day(event.end_date)
     return Group(
         event_id=event.id,
         title=event.title,
         partition_type=ptype,
-        markets=markets,
+        markets=tuple(_group_market(m, ptype, event.title, event_end) for m in named),
         mutually_exclusive=exclusive,
         end_date=event.end_date,
         neg_risk=event.neg_risk,
-        placeholders_dropped=dropped,
+        placeholders_dropped=placeholders,
+        exhaustive=exclusive and reason is None,
+        facts=_facts(event, exclusive, reason),
     )
 
 

@@ -17,7 +17,7 @@ legs[0] = the target position YES(c), legs[1] = the cover position NO(p).
 
 from __future__ import annotations
 
-from operators.grouping import normalise_label
+from operators.labels import normalise_label
 from operators.rule_covers import leg
 from polyalphascan.records import CoverKind, CoverSpec, Group, GroupImplication, GroupMarket, PartitionType, Side
 

@@ -45,6 +45,8 @@ class Market:
     active: bool = True
     closed: bool = False
     neg_risk: bool = False
+    neg_risk_other: bool = False  # the catch-all "Other" outcome of an augmented neg-risk event
+    neg_risk_market_id: str = ""  # the neg-risk group whose outcomes are mutually exclusive
     liquidity: float = 0.0
     volume: float = 0.0
     yes_price: float | None = None  # Gamma outcomePrices snapshot (not live)
@@ -64,6 +66,7 @@ class Event:
     created_at: str | None = None
     updated_at: str | None = None
     neg_risk: bool = False
+    neg_risk_augmented: bool = False  # outcomes may still be added: the listed ones are not exhaustive
     active: bool = True
     closed: bool = False
     tags: tuple[str, ...] = ()
@@ -128,6 +131,8 @@ class GroupMarket:
     resolution_date: str | None = None  # ISO date "YYYY-MM-DD"
     threshold: float | None = None  # for THRESHOLD groups
     direction: str | None = None  # "above" | "below" for THRESHOLD groups
+    cumulative: bool = False  # YES means "at or beyond my bar / by my date": a rung of a ladder
+    basis: str = ""  # where the date or bar and its direction were read (the proof of a rung)
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,10 +141,12 @@ class Group:
     title: str
     partition_type: PartitionType
     markets: tuple[GroupMarket, ...]
-    mutually_exclusive: bool = False
+    mutually_exclusive: bool = False  # the venue says at most one market resolves YES (negRisk)
     end_date: str | None = None
     neg_risk: bool = False
-    placeholders_dropped: int = 0  # open placeholder outcomes ("Person A") left out: not exhaustive
+    placeholders_dropped: int = 0  # placeholder outcomes ("Person A") left out, active or not
+    exhaustive: bool = False  # exactly one of `markets` resolves YES (ALL_YES holds)
+    facts: str = ""  # the venue facts the group's covers rest on, for their explanation
 
 
 # --------------------------------------------------------------------------- covers

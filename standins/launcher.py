@@ -18,7 +18,7 @@ from polyalphascan.logs import get_logger
 from standins.clob_server import ClobServer
 from standins.gamma_server import GammaServer
 from standins.llm_server import LLMServer
-from standins.universe import Universe
+from standins.universe import FIXED_KINDS, Universe
 
 log = get_logger(__name__)
 
@@ -119,7 +119,8 @@ class MarketActivity:
             ids = u.add_events(1)
             action = ("new_event", ids[0])
         elif roll < 0.75:
-            events = [e for e in u.gamma_events() if not e.get("closed") and len(e.get("markets") or []) > 1]
+            events = [e for e in u.gamma_events() if not e.get("closed") and len(e.get("markets") or []) > 1
+                      and u.event_kind(str(e["id"])) not in FIXED_KINDS]
             event = self.rng.choice(events)
             action = ("new_market", u.add_market(str(event["id"])))
         else:

@@ -19,7 +19,18 @@ cover has margin >= 1 tick; then a few mispricings are injected (margin <= -1). 
 any cover with margin < 1 are *frozen*; the walk moves only the others and never lets a
 margin drop below 1, so `step()` cannot change which covers are profitable.
 
-Conventions the scanner's grouping can rely on:
+Which covers exist (the ground truth) follows only the venue's flags and the listing:
+- exclusivity comes only from `negRisk: true` (at most one market resolves Yes). ALL_NO is
+  over the open (active, not closed), named markets of a neg-risk event, N >= 2; "Other"
+  is named. A placeholder is a generic word + 1-2 capital letters ("Person K", "Party A",
+  "Candidate AB").
+- ALL_YES (same basket) only when the neg-risk event is exhaustive: `negRiskAugmented`
+  false, no placeholder market at all (open, inactive or closed), no market inactive yet
+  open, no closed market resolved Yes.
+- ladders only in non-neg-risk events; a non-neg-risk multi-market event is never
+  exclusive, even when its markets share an end date. Single-market events: no rule cover.
+
+Event kinds (`event_kind()`), as Gamma shows them:
 - timeframe ladder: negRisk false, groupItemTitle "March 31, 2027" (or "March 31" when all
   dates share the event's end year), question "Will … by March 31, 2027?", market endDate =
   that date, description "… by March 31, 2027, 11:59 PM ET".
@@ -28,14 +39,29 @@ Conventions the scanner's grouping can rely on:
   "$1.2k", question with above|over|more than|at least|reach or below|under|less than|dip to.
   "What price will X hit in May 2027?" events hold both: "↑" bars ("reach") above the
   price and "↓" bars ("dip to") below it, one ladder per direction, none across.
-- candidate event: negRisk true, one shared endDate, groupItemTitle = name; exhaustive ones
-  have an "Other" market or list every outcome; the others carry "Person A/B/C" placeholders
-  (bid 0.01, ask 0.02), which are in no cover. Some candidate events are counts in range
-  buckets ("How many posts will X make in May 2027?": "<300", "300-324", …): numeric labels,
-  yet exclusive outcomes, never a threshold ladder; they grow by the next bucket up.
+- candidate: negRisk true, not augmented, one shared endDate, groupItemTitle = name;
+  exhaustive ones have an "Other" market or list every outcome; the others carry active
+  "Person A/B/C" placeholders (bid 0.01, ask 0.02), which are in no cover.
+- augmented: negRisk true, `negRiskAugmented` true; named outcomes plus 1-3 inactive unnamed
+  ones ("Person K", "Party A", "Candidate FG") and sometimes an inactive "Other"
+  (`negRiskOther` true). Inactive markets are listed as the venue does (acceptingOrders,
+  no outcomePrices, bestBid 0 / bestAsk 1), have an empty book, are not in `token_ids()`
+  and never walk. ALL_NO over the active named markets, never ALL_YES. `add_market` names
+  an unnamed outcome (same market and tokens, now active and quoted; the next `step()`
+  streams its book filling), or lists an inactive "Other" or a further unnamed outcome.
+- count: negRisk true, "How many X in <month year>?", exact counts "2" … "9" with an open
+  top ("10+" / "10 or more") and an open ("1 or fewer" / "<2") or natural ("0") bottom.
+- range: negRisk true, buckets "<300", "300-324", …, "400+" or "<60M", "60M-80M", …,
+  "110M+". Count and range labels are numbers, yet exclusive and (open top) exhaustive
+  outcomes: ALL_NO + ALL_YES, never a ladder. Their buckets are fixed: `add_market` refuses.
+- multi: negRisk false, several markets on one end date of which any subset can resolve
+  Yes ("Which teams will be relegated from …?", "Top 4 finish in …?", "Which countries
+  will … by <date>?"): no cover, and in no relation family.
 - single-market event: groupItemTitle "", title = question.
-- mutually exclusive ⇔ negRisk candidate event. Lifecycle changes made by the repair step
-  (rarely, an existing market's quote widens) are emitted by the next `step()` call.
+
+Every market carries `active` and `negRiskOther` (true only on an augmented event's
+"Other"); every event carries `negRiskAugmented`. Lifecycle changes made by the repair
+step (rarely, an existing market's quote widens) are emitted by the next `step()` call.
 """
 
 from __future__ import annotations
@@ -60,7 +86,9 @@ DEPTH = 4  # levels per side in book snapshots
 MAX_SPREAD = 6  # ticks; the walk never widens beyond this
 P = tuple(round(t / 100, 2) for t in range(101))  # tick -> price
 Q = tuple(round(1 - t / 100, 2) for t in range(101))  # tick -> complementary price
-KIND_WEIGHTS = (("timeframe", 0.25), ("threshold", 0.2), ("candidate", 0.2), ("single", 0.35))
+KIND_WEIGHTS = (("timeframe", 0.2), ("threshold", 0.16), ("candidate", 0.13), ("augmented", 0.08), ("count", 0.05),
+                ("range", 0.04), ("multi", 0.07), ("single", 0.27))
+FIXED_KINDS = ("count", "range")  # bucket events: exhaustive as listed, `add_market` refuses them
 FAMILY_SHAPES = ("single", "candidate", "dated")
 INJECT_CYCLE = ("timeframe", "threshold", "llm", "all_no", "all_yes")
 TAGS = {
@@ -109,14 +137,14 @@ class GroundTruth:
 
 class _Mkt:
     __slots__ = ("idx", "id", "ev", "question", "slug", "label", "order", "value", "direction", "end", "placeholder",
-                 "cond",
+                 "active", "other", "cond",
                  "yes", "no", "legacy", "version", "created", "updated", "closed", "winning", "liquidity", "volume",
                  "description", "closed_time")
 
 
 class _Evt:
-    __slots__ = ("idx", "id", "title", "slug", "description", "kind", "neg_risk", "nr_id", "direction", "tags",
-                 "created", "updated", "closed", "markets", "grow", "comments")
+    __slots__ = ("idx", "id", "title", "slug", "description", "kind", "neg_risk", "augmented", "nr_id", "direction",
+                 "tags", "created", "updated", "closed", "markets", "grow", "comments")
 
 
 @dataclass(slots=True)
@@ -292,6 +320,7 @@ class Universe:
         e.description = spec.description
         e.kind = spec.kind
         e.neg_risk = spec.neg_risk
+        e.augmented = spec.augmented
         e.nr_id = self._hex() if spec.neg_risk else None
         e.direction = spec.direction
         e.tags = spec.tags
@@ -325,6 +354,8 @@ class Universe:
         m.direction = ms.direction or e.direction
         m.end = ms.end
         m.placeholder = ms.placeholder
+        m.active = ms.active
+        m.other = ms.other
         m.cond = self._hex()
         m.yes, m.no = self._token(), self._token()
         m.version = "v2" if r.random() < 0.1 else "v1"
@@ -374,8 +405,32 @@ class Universe:
         return [i for i in e.markets if not mk[i].closed]
 
     def _named(self, e: _Evt) -> list[int]:
+        """The open (active, not closed), named markets: an ALL_NO basket."""
         mk = self._mk
-        return [i for i in e.markets if not mk[i].closed and not mk[i].placeholder]
+        return [i for i in e.markets if not mk[i].closed and mk[i].active and not mk[i].placeholder]
+
+    def _exhaustive(self, e: _Evt) -> bool:
+        """A neg-risk event whose listed outcomes are all there can be: not augmented, no
+        unnamed outcome at all (open, inactive or closed), nothing inactive yet open, and no
+        closed market resolved Yes."""
+        if not e.neg_risk or e.augmented:
+            return False
+        for i in e.markets:
+            m = self._mk[i]
+            if m.placeholder or (not m.active and not m.closed) or (m.closed and m.winning == "YES"):
+                return False
+        return True
+
+    def _exclusive_covers(self, e: _Evt) -> list[tuple[CoverKind, tuple[int, ...], tuple[bool, ...], int]]:
+        """ALL_NO over the open named markets of a neg-risk event; ALL_YES over the same
+        basket (then every open market) when the event is exhaustive."""
+        named = tuple(self._named(e))
+        if len(named) < 2:
+            return []
+        out = [(CoverKind.ALL_NO, named, (False,) * len(named), len(named) - 1)]
+        if self._exhaustive(e):
+            out.append((CoverKind.ALL_YES, named, (True,) * len(named), 1))
+        return out
 
     def _rebuild_struct(self) -> None:
         """Every cover the brief defines over open markets, plus the walk's constraint index."""
@@ -388,7 +443,9 @@ class Universe:
         for e in self._ev:
             if e.closed:
                 continue
-            if e.kind == "timeframe":
+            if e.neg_risk:  # exclusive outcomes, numeric labels included: never a ladder
+                covers += self._exclusive_covers(e)
+            elif e.kind == "timeframe":
                 ms = sorted(self._open(e), key=lambda i: mk[i].end)
                 for i in range(len(ms)):
                     for j in range(i + 1, len(ms)):
@@ -400,12 +457,6 @@ class Universe:
                         for j in range(i + 1, len(ms)):
                             legs = (ms[i], ms[j]) if direction == "above" else (ms[j], ms[i])
                             covers.append((CoverKind.THRESHOLD, legs, (True, False), 1))
-            elif e.kind == "candidate":
-                named = self._named(e)
-                if len(named) >= 2:
-                    covers.append((CoverKind.ALL_NO, tuple(named), (False,) * len(named), len(named) - 1))
-                    if len(named) == len(self._open(e)):
-                        covers.append((CoverKind.ALL_YES, tuple(named), (True,) * len(named), 1))
         for rel in self._rels:
             pe, ce = self._ev[rel.premise], self._ev[rel.conclusion]
             if pe.closed or ce.closed:
@@ -474,7 +525,7 @@ class Universe:
                     frozen[m] = True
         self._frozen = frozen
         mk = self._mk
-        self._movable = [m for m in range(len(mk)) if not frozen[m] and not mk[m].closed]
+        self._movable = [m for m in range(len(mk)) if not frozen[m] and not mk[m].closed and mk[m].active]
 
     # ================================================================== quote repair / injection
     def _repair(self, fresh: set[int] | None = None, scope: set[int] | None = None) -> None:
@@ -703,6 +754,9 @@ class Universe:
 
     def _market_json(self, e: _Evt, m: _Mkt) -> dict[str, Any]:
         b, a = self.bid[m.idx], self.ask[m.idx]
+        if not m.active and not m.closed:
+            return self._inactive_market_json(e, m)
+        quoted = not m.closed
         if m.closed:
             prices = ["1", "0"] if m.winning == "YES" else ["0", "1"]
         else:
@@ -718,10 +772,11 @@ class Universe:
             "clobTokenIds": json.dumps(list(m.legacy) if m.legacy else ids), "version": m.version,
             "liquidity": f"{m.liquidity:.4f}", "volume": f"{m.volume:.4f}", "liquidityNum": m.liquidity,
             "volumeNum": m.volume, "volume24hr": round(m.volume / 90, 4), "liquidityClob": m.liquidity,
-            "active": True, "closed": m.closed, "archived": False, "new": False, "featured": False,
-            "restricted": True, "negRisk": e.neg_risk, "enableOrderBook": True, "acceptingOrders": not m.closed,
-            "bestBid": None if m.closed else P[b], "bestAsk": None if m.closed else P[a],
-            "spread": None if m.closed else round((a - b) / 100, 2),
+            "active": m.active, "closed": m.closed, "archived": False, "new": False, "featured": False,
+            "restricted": True, "negRisk": e.neg_risk, "negRiskOther": m.other, "enableOrderBook": True,
+            "acceptingOrders": quoted,
+            "bestBid": P[b] if quoted else None, "bestAsk": P[a] if quoted else None,
+            "spread": round((a - b) / 100, 2) if quoted else None,
             "lastTradePrice": float(prices[0]), "orderPriceMinTickSize": 0.01, "orderMinSize": 5,
             "umaResolutionStatuses": json.dumps(["resolved"] if m.closed else []),
         }
@@ -732,6 +787,27 @@ class Universe:
             js["negRiskRequestID"] = "0x" + m.cond[-64:]
         if m.closed:
             js["closedTime"] = m.closed_time
+        return js
+
+    def _inactive_market_json(self, e: _Evt, m: _Mkt) -> dict[str, Any]:
+        """An unnamed outcome (or the "Other") of an augmented event, as the venue lists it:
+        inactive yet `acceptingOrders`, no `outcomePrices`, an empty 0/1 top of book."""
+        ids = [m.yes, m.no]
+        js: dict[str, Any] = {
+            "id": m.id, "question": m.question, "conditionId": m.cond, "questionID": "0x" + m.cond[2:][::-1],
+            "slug": m.slug, "resolutionSource": "", "endDate": _iso_day(m.end), "startDate": m.created,
+            "createdAt": m.created, "updatedAt": m.updated, "description": m.description,
+            "groupItemTitle": m.label, "groupItemThreshold": str(m.order), "outcomes": json.dumps(["Yes", "No"]),
+            "clobTokenIds": json.dumps(list(m.legacy) if m.legacy else ids), "version": m.version,
+            "liquidity": "0", "volume": "0", "liquidityNum": 0.0, "volumeNum": 0.0, "volume24hr": 0.0,
+            "liquidityClob": 0.0, "active": False, "closed": False, "archived": False, "new": False, "featured": False,
+            "restricted": True, "negRisk": e.neg_risk, "negRiskOther": m.other, "negRiskMarketID": e.nr_id,
+            "negRiskRequestID": "0x" + m.cond[-64:], "enableOrderBook": True, "acceptingOrders": True,
+            "bestBid": 0, "bestAsk": 1, "spread": 1, "lastTradePrice": 0, "orderPriceMinTickSize": 0.01,
+            "orderMinSize": 5, "umaResolutionStatuses": json.dumps([]),
+        }
+        if m.version == "v2":
+            js["positionIds"] = ids
         return js
 
     def _event_json(self, e: _Evt) -> dict[str, Any]:
@@ -745,7 +821,7 @@ class Universe:
             "resolutionSource": "", "startDate": e.created, "creationDate": e.created, "endDate": _iso_day(end),
             "createdAt": e.created, "updatedAt": e.updated, "active": True, "closed": e.closed, "archived": False,
             "new": False, "featured": False, "restricted": True, "negRisk": e.neg_risk,
-            "negRiskMarketID": e.nr_id, "enableNegRisk": e.neg_risk, "negRiskAugmented": False,
+            "negRiskMarketID": e.nr_id, "enableNegRisk": e.neg_risk, "negRiskAugmented": e.augmented,
             "liquidity": liq, "volume": vol, "openInterest": round(liq * 0.6, 4), "volume24hr": round(vol / 90, 4),
             "liquidityClob": liq, "competitive": 0.9, "enableOrderBook": True, "commentCount": e.comments,
             "tags": [{"id": TAGS[t][0], "label": TAGS[t][1], "slug": t} for t in e.tags],
@@ -757,7 +833,7 @@ class Universe:
     def token_ids(self) -> list[str]:
         out: list[str] = []
         for m in self._mk:
-            if not m.closed:
+            if m.active and not m.closed:
                 out.append(m.yes)
                 out.append(m.no)
         return out
@@ -778,6 +854,8 @@ class Universe:
         mkt = self._mk[m]
         if mkt.closed:
             return None
+        if not mkt.active:  # listed with an order book, but nobody quotes an unnamed outcome
+            return BookSnapshot(token_id, mkt.cond, (), ())
         b, a = self.bid[m], self.ask[m]
         bid_ticks = range(b, max(0, b - DEPTH), -1)
         ask_ticks = range(a, min(100, a + DEPTH))
@@ -939,8 +1017,8 @@ class Universe:
         self._ensure()
         m = self._by_market_id[market_id]
         mkt = self._mk[m]
-        if mkt.closed:
-            raise ValueError(f"market {market_id} is closed")
+        if mkt.closed or not mkt.active:
+            raise ValueError(f"market {market_id} is closed or inactive")
         nb, na = round(bid * 100), round(ask * 100)
         if not (1 <= nb < na <= 99):
             raise ValueError("need 0.01 <= bid < ask <= 0.99")
@@ -952,6 +1030,20 @@ class Universe:
         self._rebuild_sums((m,))
         self._refresh_frozen()
         return pc
+
+    def _book_fill(self, m: int) -> PriceChange:
+        """An empty book -> the DEPTH-level book `book()` shows now, in one message (tops first)."""
+        mkt = self._mk[m]
+        y, n = mkt.yes, mkt.no
+        b, a = self.bid[m], self.ask[m]
+        bb, ba, nbb, nba = P[b], P[a], Q[a], Q[b]
+        bids = range(b, max(0, b - DEPTH), -1)
+        asks = range(a, min(100, a + DEPTH))
+        ch = [LevelChange(y, P[t], self._size(m, 0, t), "BUY", bb, ba) for t in bids]
+        ch += [LevelChange(y, P[t], self._size(m, 1, t), "SELL", bb, ba) for t in asks]
+        ch += [LevelChange(n, Q[t], self._size(m, 1, t), "BUY", nbb, nba) for t in asks]
+        ch += [LevelChange(n, Q[t], self._size(m, 0, t), "SELL", nbb, nba) for t in bids]
+        return PriceChange(mkt.cond, tuple(ch))
 
     def _jump_change(self, m: int, b: int, a: int, nb: int, na: int) -> PriceChange:
         """YES quote (b, a) -> (nb, na) in one message: levels inside the new spread are
@@ -1039,32 +1131,75 @@ class Universe:
 
     @_locked
     def add_market(self, event_id: str) -> str:
-        """A new market in a ladder (a later date / a further bar) or candidate event."""
+        """A new market in a ladder (a later date / a further bar), a candidate or multi-winner
+        event (a new outcome); in an augmented event an unnamed outcome is named (same market,
+        now active), or an "Other" market or a further unnamed outcome is listed. Bucket and
+        single-market events refuse (ValueError)."""
         e = self._ev[self._by_event_id[event_id]]
         if e.closed:
             raise ValueError(f"event {event_id} is closed")
+        listed = len(e.markets)
+        m = self._grow_augmented(e) if e.kind == "augmented" else self._add_market_spec(e, self._growth_spec(e))
+        mk = self._mk
+        e.updated = self._stamp()
+        mk[m].updated = e.updated
+        if len(e.markets) > listed:
+            mk[m].created = e.updated
+        self._after_structure_change({m}, set(e.markets))
+        if len(e.markets) == listed:  # a named outcome: its empty book fills, streamed by the next step()
+            self._pending.append(self._book_fill(m))
+        self._touch(e)
+        return mk[m].id
+
+    def _growth_spec(self, e: _Evt) -> MarketSpec:
         mk = self._mk
         if e.kind == "timeframe":
-            spec = self._gen.grow_timeframe(e.grow, max(mk[i].end for i in e.markets))
-        elif e.kind == "threshold":
+            return self._gen.grow_timeframe(e.grow, max(mk[i].end for i in e.markets))
+        if e.kind == "threshold":
             direction = e.direction or "above"
             if direction == "mixed":  # grow one of the sides it has
                 direction = self._rng.choice(sorted({mk[i].direction for i in e.markets}))
-            spec = self._gen.grow_threshold(e.grow, direction, [mk[i].value for i in e.markets
-                                                                 if mk[i].direction == direction])
-        elif e.kind == "candidate":
-            labels = {mk[i].label for i in e.markets}
+            return self._gen.grow_threshold(e.grow, direction, [mk[i].value for i in e.markets
+                                                                if mk[i].direction == direction])
+        labels = {mk[i].label for i in e.markets}
+        if e.kind == "candidate":
             spec = self._gen.grow_candidate(e.grow, e.grow.get("names", "person"))
             while spec.label in labels:
                 spec = self._gen.grow_candidate(e.grow, e.grow.get("names", "person"))
-        else:
-            raise ValueError(f"event {event_id} is a single-market event")
-        e.updated = self._stamp()
-        m = self._add_market_spec(e, spec)
-        mk[m].created = mk[m].updated = e.updated
-        self._after_structure_change({m}, set(e.markets))
-        self._touch(e)
-        return mk[m].id
+            return spec
+        if e.kind == "multi":
+            return self._gen.grow_multi(e.grow, labels)
+        if e.kind in FIXED_KINDS:
+            raise ValueError(f"event {e.id} lists fixed buckets")
+        raise ValueError(f"event {e.id} is a single-market event")
+
+    def _grow_augmented(self, e: _Evt) -> int:
+        """Name the first unnamed outcome (mostly), else list "Other", else one more unnamed
+        outcome."""
+        mk = self._mk
+        unnamed = [i for i in e.markets if mk[i].placeholder and not mk[i].active and not mk[i].closed]
+        has_other = any(mk[i].other for i in e.markets)
+        labels = {mk[i].label for i in e.markets}
+        if unnamed and (has_other or self._rng.random() < 0.75):
+            return self._name_outcome(e, unnamed[0], labels)
+        if not has_other:
+            return self._add_market_spec(e, self._gen.other_outcome(e.grow))
+        return self._add_market_spec(e, self._gen.unnamed_outcome(e.grow, labels))
+
+    def _name_outcome(self, e: _Evt, m: int, labels: set[str]) -> int:
+        """An unnamed outcome becomes a named, active market (same id and tokens) with a
+        fresh quote; it has had no book so far."""
+        name = self._gen.new_name(e.grow.get("names", "person"))
+        while name in labels:
+            name = self._gen.new_name(e.grow.get("names", "person"))
+        spec = self._gen.named_outcome(e.grow, name)
+        x = self._mk[m]
+        x.label, x.question, x.description = spec.label, spec.question, spec.description
+        x.placeholder, x.active = False, True
+        self.bid[m], self.ask[m] = self._quote_from_fair(spec.fair, False)
+        self._fair2[m] = spec.fair * 200.0
+        self._struct_dirty = True
+        return m
 
     @_locked
     def close_market(self, market_id: str, winning: str = "NO") -> dict[str, Any]:
@@ -1081,7 +1216,7 @@ class Universe:
             mkt.winning = winning
             mkt.updated = self._stamp()
             mkt.closed_time = (self.now + timedelta(seconds=self._clock)).strftime("%Y-%m-%d %H:%M:%S+00")
-            if e.kind == "candidate" and not mkt.placeholder:
+            if e.neg_risk and mkt.active and not mkt.placeholder:
                 rest = self._named(e)
                 left = sum(self._fair2[i] for i in rest)
                 if left > 0 and winning == "NO":

@@ -93,6 +93,25 @@ MASCOTS = (
 OFFICES = ("Mayoral Election", "Governor Election", "Senate Race")
 AWARDS = ("Best Picture", "Ballon d'Or", "Album of the Year", "Nobel Peace Prize", "Time Person of the Year",
           "NBA MVP", "Best Director", "Booker Prize")
+SOCCER_LEAGUES = ("Premier League", "La Liga", "Serie A", "Bundesliga", "Ligue 1", "Eredivisie", "Primeira Liga",
+                  "Scottish Premiership", "Belgian Pro League", "Super Lig")
+CLUB_CITIES = ("Leeds", "Bristol", "Norwich", "Sevilla", "Valencia", "Bilbao", "Genoa", "Torino", "Bologna", "Hamburg",
+               "Bremen", "Lyon", "Nantes", "Lens", "Utrecht", "Porto", "Braga", "Dundee", "Ghent", "Izmir")
+CLUB_PREFIXES = ("Real", "Sporting", "Racing", "Dynamo", "Olympique", "Athletic")
+CLUB_SUFFIXES = ("United", "City", "Rovers", "Wanderers", "Albion", "Town", "Athletic", "Rangers")
+COUNTRY_TOPICS = (
+    # (verb phrase, third person)
+    ("ban TikTok", "bans TikTok"),
+    ("legalize recreational cannabis", "legalizes recreational cannabis"),
+    ("adopt Bitcoin as legal tender", "adopts Bitcoin as legal tender"),
+    ("join BRICS", "joins BRICS"),
+    ("launch a central bank digital currency", "launches a central bank digital currency"),
+    ("ban smartphones in schools", "bans smartphones in schools"),
+)
+MULTI_COUNTRIES = ("Brazil", "France", "Mexico", "South Korea", "Colombia", "Chile", "Peru", "Poland", "Romania",
+                   "Argentina", "Kenya", "Nigeria", "Portugal", "Ecuador", "Germany", "Spain", "Italy", "Japan",
+                   "India", "Indonesia", "Turkey", "Egypt", "Vietnam", "Thailand", "Canada", "Australia")
+PARTY_SUFFIXES = ("Alliance", "Movement", "Front", "Union", "Party")
 _SYL_A = ("Vel", "Mor", "Tar", "Kel", "Dor", "Zan", "Bri", "Cal", "Fen", "Gor", "Hal", "Ist", "Jor", "Lun",
           "Mar", "Nor", "Ost", "Pel", "Quar", "Ros", "Sel", "Tor", "Ul", "Var", "Wes", "Yar", "Zel", "Ash")
 _SYL_B = ("a", "e", "i", "o", "u", "ar", "en", "ir", "on", "ul", "av", "em")
@@ -134,6 +153,16 @@ class Pool:
         if self.items:
             return self.items.pop()
         return self.gen(self.rng)
+
+
+def placeholder_labels(rng: random.Random, word: str, k: int) -> list[str]:
+    """`k` consecutive unnamed outcomes: "Person K", "Person L" (or "Person AB", "Person AC")."""
+    letters = [chr(ord("A") + i) for i in range(26)]
+    if rng.random() < 0.4:
+        first = letters[rng.randrange(26 - k)]
+        return [f"{word} {first}{letters[letters.index(first) + 1 + i]}" for i in range(k)]
+    start = rng.randrange(26 - k)
+    return [f"{word} {letters[start + i]}" for i in range(k)]
 
 
 def person(rng: random.Random, surnames: Pool) -> str:

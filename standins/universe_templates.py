@@ -1,11 +1,14 @@
 """Event templates of the generated universe: what Polymarket lists, as plain specs.
 
 `SpecGen` makes `EventSpec`s (an event with its markets, fair probabilities and how to grow
-it) for four kinds — timeframe ladders, threshold ladders, candidate (neg-risk) events,
-single-market events — and *families*: two events with a true cross-event implication
-(single⇒single, candidate⇒candidate by shared label, dated⇒dated). Titles are unique
-(case-insensitively) and every event claims the entities it talks about, so two unrelated
-events never carry a logical relation the ground truth does not report.
+it) for eight kinds — timeframe ladders, threshold ladders, candidate (neg-risk) events,
+augmented neg-risk winner events (inactive unnamed outcomes), exact-count buckets, range
+buckets, multi-winner (non-neg-risk) events, single-market events — and *families*: two
+events with a true cross-event implication (single⇒single, candidate⇒candidate by shared
+label, dated⇒dated). Titles are unique (case-insensitively) and every event claims the
+entities it talks about, so two unrelated events never carry a logical relation the ground
+truth does not report. Multi-winner events are never in a family: which of their outcomes
+resolve Yes is independent of every other event.
 """
 
 from __future__ import annotations
@@ -31,18 +34,21 @@ class MarketSpec:
     fair: float  # fair YES probability
     description: str
     placeholder: bool = False
+    active: bool = True  # False: an unnamed outcome of an augmented event, no book until named
+    other: bool = False  # the "Other" market of an augmented event (Gamma's negRiskOther)
     value: float | None = None  # threshold bar
     direction: str | None = None  # threshold bar: "above" | "below" (mixed events differ per market)
 
 
 @dataclass
 class EventSpec:
-    kind: str  # "timeframe" | "threshold" | "candidate" | "single"
+    kind: str  # "timeframe" | "threshold" | "candidate" | "augmented" | "count" | "range" | "multi" | "single"
     title: str
     description: str
     tags: tuple[str, ...]
     markets: list[MarketSpec]
     neg_risk: bool = False
+    augmented: bool = False  # Gamma's negRiskAugmented
     direction: str | None = None  # threshold ladders: "above" | "below" | "mixed" (per market)
     grow: dict[str, Any] = field(default_factory=dict)  # how add_market extends the event
 
@@ -172,8 +178,12 @@ class SpecGen:
             "timeframe": [self._tf_capture, self._tf_ipo, self._tf_ceo, self._tf_ceasefire, self._tf_release,
                           self._tf_recession],
             "threshold": [self._th_on_date, self._th_in_year, self._th_hit_month],
-            "candidate": [self._cand_president, self._cand_mayor, self._cand_ceo, self._cand_award, self._cand_league,
-                          self._cand_buckets],
+            "candidate": [self._cand_president, self._cand_mayor, self._cand_ceo, self._cand_award, self._cand_league],
+            "augmented": [self._aug_president, self._aug_party, self._aug_nominee, self._aug_leader],
+            "count": [self._count_storms, self._count_launches, self._count_quakes, self._count_goals,
+                      self._count_orders],
+            "range": [self._range_posts, self._range_users, self._range_listeners],
+            "multi": [self._multi_relegation, self._multi_top4, self._multi_countries],
             "single": [self._single_split, self._single_acquired, self._single_run, self._single_snap,
                        self._single_ath],
         }[kind]
@@ -353,41 +363,74 @@ class SpecGen:
 
     # ------------------------------------------------------------------ candidate events
     def _candidates(self, title: str, q: str, names: list[str], end: date, tags: tuple[str, ...],
-                    *, mode: str, fairs: list[float] | None = None, what: str = "wins") -> EventSpec:
-        """mode: "other" (exhaustive, with an Other market), "placeholders" (not exhaustive),
-        "closed" (exhaustive by listing every outcome)."""
+                    *, mode: str, fairs: list[float] | None = None, what: str = "wins",
+                    unnamed: str = "Person", another: str = "another candidate") -> EventSpec:
+        """mode: "other" (exhaustive, with an Other market), "placeholders" (not exhaustive:
+        active "Person A/B/C"), "closed" (exhaustive by listing every outcome), "augmented"
+        (negRiskAugmented: 1-3 inactive unnamed outcomes `unnamed` + letters, sometimes an
+        inactive Other market; never exhaustive)."""
         r = self.rng
         if fairs is None:
-            total = {"other": 1.0 - r.uniform(0.02, 0.06), "placeholders": r.uniform(0.85, 0.95), "closed": 1.0}[mode]
+            total = {"other": 1.0 - r.uniform(0.02, 0.06), "placeholders": r.uniform(0.85, 0.95), "closed": 1.0,
+                     "augmented": r.uniform(0.85, 0.95)}[mode]
             fairs = self.weights(len(names), total)
         markets = []
         for name, f in zip(names, fairs):
-            markets.append(self._cand_market(q, name, end, f, what))
+            markets.append(self._cand_market(q, name, end, f, what, another))
         if mode == "other":
-            markets.append(self._cand_market(q, "Other", end, max(0.02, 1.0 - sum(fairs)), what))
+            markets.append(self._cand_market(q, "Other", end, max(0.02, 1.0 - sum(fairs)), what, another))
         elif mode == "placeholders":
             for ph in PLACEHOLDERS[: r.randint(1, 3)]:
-                m = self._cand_market(q, ph, end, 0.015, what)
-                m.placeholder = True
-                markets.append(m)
-        return EventSpec("candidate", title, f"Who {what}? Only one outcome can resolve Yes.", tags, markets,
-                         neg_risk=True, grow={"q": q, "end": end, "what": what})
+                markets.append(self._cand_market(q, ph, end, 0.015, what, another, placeholder=True))
+        elif mode == "augmented":
+            for ph in N.placeholder_labels(r, unnamed, r.randint(1, 3)):
+                markets.append(self._cand_market(q, ph, end, 0.01, what, another, placeholder=True, active=False))
+            if r.random() < 0.4:
+                markets.append(self.other_outcome({"q": q, "end": end, "what": what, "another": another}))
+        return EventSpec("augmented" if mode == "augmented" else "candidate", title,
+                         f"Who {what}? Only one outcome can resolve Yes.", tags, markets, neg_risk=True,
+                         augmented=mode == "augmented",
+                         grow={"q": q, "end": end, "what": what, "unnamed": unnamed, "another": another})
 
-    def _cand_market(self, q: str, name: str, end: date, fair: float, what: str) -> MarketSpec:
-        question = q.format(name=name)
-        if name == "Other":
-            question = q.format(name="another candidate")
+    def _cand_market(self, q: str, name: str, end: date, fair: float, what: str, another: str = "another candidate",
+                     *, placeholder: bool = False, active: bool = True, other: bool = False) -> MarketSpec:
+        question = q.format(name=another if name == "Other" else name)
         desc = (f'This market will resolve to "Yes" if {name} {what}. The outcome is expected to be known '
                 f'by {N.long_date(end)}. Otherwise, this market will resolve to "No".')
-        return MarketSpec(question, name, end, clamp_fair(fair) if name not in PLACEHOLDERS else fair, desc)
+        return MarketSpec(question, name, end, fair if placeholder else clamp_fair(fair), desc,
+                          placeholder=placeholder, active=active, other=other)
 
     def grow_candidate(self, g: dict[str, Any], kind_hint: str) -> MarketSpec:
-        if kind_hint == "bucket":  # the next bucket above the top one
-            name = f"{g['top']}-{g['top'] + g['width'] - 1}"
-            g["top"] += g["width"]
-        else:
-            name = self.team() if kind_hint == "team" else self.person()
-        return self._cand_market(g["q"], name, g["end"], 0.03, g["what"])
+        """A newly listed named outcome."""
+        return self._cand_market(g["q"], self.new_name(kind_hint), g["end"], 0.03, g["what"], g["another"])
+
+    def new_name(self, kind_hint: str) -> str:
+        if kind_hint == "team":
+            return self.team()
+        if kind_hint == "party":
+            return f"{self.places.take()} {self.rng.choice(N.PARTY_SUFFIXES)}"
+        if kind_hint == "club":
+            return self.club()
+        if kind_hint == "country":
+            return self.nation()
+        return self.person()
+
+    def named_outcome(self, g: dict[str, Any], name: str) -> MarketSpec:
+        """What an unnamed outcome of an augmented event becomes once it is named."""
+        return self._cand_market(g["q"], name, g["end"], 0.03, g["what"], g["another"])
+
+    def other_outcome(self, g: dict[str, Any]) -> MarketSpec:
+        """The "Other" of an augmented event: inactive like the unnamed outcomes (it changes
+        meaning whenever one is named)."""
+        return self._cand_market(g["q"], "Other", g["end"], 0.01, g["what"], g["another"], active=False, other=True)
+
+    def unnamed_outcome(self, g: dict[str, Any], taken: set[str]) -> MarketSpec:
+        """One more inactive unnamed outcome, its label not in `taken`."""
+        label = N.placeholder_labels(self.rng, g["unnamed"], 1)[0]
+        while label in taken:
+            label = N.placeholder_labels(self.rng, g["unnamed"], 1)[0]
+        return self._cand_market(g["q"], label, g["end"], 0.01, g["what"], g["another"], placeholder=True,
+                                 active=False)
 
     def _cand_president(self):  # type: ignore[no-untyped-def]
         r = self.rng
@@ -450,25 +493,281 @@ class SpecGen:
         spec.grow["names"] = "team"
         return spec, [spec], [("league", league, year)] + [("team", t, year) for t in teams]
 
-    def _cand_buckets(self):  # type: ignore[no-untyped-def]
-        """A count in range buckets ("<200", "200-219", …, "280-299"): exclusive, exhaustive
-        outcomes whose labels are numbers but which are no threshold ladder. It grows by the
-        next bucket up."""
+    # ------------------------------------------------------------------ augmented neg-risk winner events
+    def _aug_president(self):  # type: ignore[no-untyped-def]
         r = self.rng
-        name = self.person()
-        end = N.add_months(self.today, r.randint(1, 6))
-        if ("posts", name) in self.claims or ("person", name) in self.claims:
+        country, adj, _, _ = self.country()
+        year = self.today.year + r.randint(1, 5)
+        if ("pres", country, year) in self.claims:
             return TAKEN
-        width = r.choice((10, 20, 25, 50))
+        names = self.people(r.randint(3, 9))
+        spec = self._candidates(f"{adj} Presidential Election {year}: Who will win?",
+                                f"Will {{name}} win the {year} {adj} presidential election?", names,
+                                N.month_end(year, 11), ("politics", "elections"), mode="augmented",
+                                what="wins the election", unnamed=r.choice(("Person", "Candidate")))
+        spec.grow["names"] = "person"
+        return spec, [spec], [("pres", country, year)] + [("person", n) for n in names]
+
+    def _aug_party(self):  # type: ignore[no-untyped-def]
+        r = self.rng
+        country, adj, party_a, party_b = self.country()
+        year = self.today.year + r.randint(1, 4)
+        if ("parl", country, year) in self.claims:
+            return TAKEN
+        parties = [party_a, party_b] + [p for p in r.sample(N.PARTIES, r.randint(1, 4)) if p not in (party_a, party_b)]
+        spec = self._candidates(f"Which party will win the most seats in the {year} {adj} parliamentary election?",
+                                f"Will {{name}} win the most seats in the {year} {adj} parliamentary election?",
+                                parties, N.month_end(year, 10), ("politics", "elections"), mode="augmented",
+                                what="wins the most seats", unnamed="Party", another="another party")
+        spec.grow["names"] = "party"
+        return spec, [spec], [("parl", country, year)]
+
+    def _aug_nominee(self):  # type: ignore[no-untyped-def]
+        r = self.rng
+        country, adj, party_a, party_b = self.country()
+        party = r.choice((party_a, party_b))
+        year = self.today.year + r.randint(1, 5)
+        if ("nom", country, year, party) in self.claims:
+            return TAKEN
+        names = self.people(r.randint(3, 8))
+        spec = self._candidates(f"Who will be the {year} {adj} {party} presidential nominee?",
+                                f"Will {{name}} be the {year} {adj} {party} presidential nominee?", names,
+                                N.month_end(year, 8), ("politics", "elections"), mode="augmented",
+                                what=f"wins the {party} nomination", unnamed=r.choice(("Person", "Candidate")))
+        spec.grow["names"] = "person"
+        return spec, [spec], [("nom", country, year, party)] + [("person", n) for n in names]
+
+    def _aug_leader(self):  # type: ignore[no-untyped-def]
+        r = self.rng
+        place = self.places.take() if r.random() < 0.7 else self.country()[0]
+        if ("leader", place) in self.claims:
+            return TAKEN
+        names = self.people(r.randint(2, 7))
+        end = N.add_months(self.today, r.randint(4, 14))
+        spec = self._candidates(f"Next Prime Minister of {place}?",
+                                f"Will {{name}} be the next Prime Minister of {place}?", names, end,
+                                ("politics", "geopolitics"), mode="augmented",
+                                what=f"becomes the next Prime Minister of {place}", unnamed="Person")
+        spec.grow["names"] = "person"
+        return spec, [spec], [("leader", place)] + [("person", n) for n in names]
+
+    # ------------------------------------------------------------------ bucket events (neg-risk, exhaustive)
+    def _buckets(self, kind: str, title: str, labels: list[str], phrases: list[str], fairs: list[float], q: str,
+                 cond: str, end: date, tags: tuple[str, ...]) -> EventSpec:
+        """Exclusive, exhaustive buckets of one quantity: `q` has a {n} slot for the bucket's
+        phrase ("exactly 3", "10 or more", "60M-80M"); `cond` names the quantity in prose."""
+        markets = []
+        for label, phrase, f in zip(labels, phrases, fairs):
+            desc = (f'This market will resolve to "Yes" if {cond} is {phrase}. The outcome is expected to be '
+                    f'known by {N.long_date(end)}. Otherwise, this market will resolve to "No".')
+            markets.append(MarketSpec(q.format(n=phrase), label, end, clamp_fair(f), desc))
+        return EventSpec(kind, title, f"Markets on {cond}. Exactly one bucket resolves Yes.", tags, markets,
+                         neg_risk=True)
+
+    def bell(self, k: int) -> list[float]:
+        """Fair probabilities of `k` adjacent buckets: a noisy bell, summing to 1."""
+        r = self.rng
+        center, width = r.uniform(0.5, k - 1.5), r.uniform(0.8, max(1.0, k / 3))
+        w = [math.exp(-((i - center) / width) ** 2 / 2) * r.uniform(0.7, 1.3) + 0.01 for i in range(k)]
+        s = sum(w)
+        return [x / s for x in w]
+
+    def _count(self, title: str, q: str, cond: str, tags: tuple[str, ...], end: date) -> EventSpec:
+        """Exact counts "2", "3", … "9" with an open top ("10+" / "10 or more") and an open
+        bottom ("1 or fewer" / "<2") or a natural one ("0")."""
+        r = self.rng
+        bottom = r.choice(("zero", "fewer", "less"))
+        lo = 0 if bottom == "zero" else r.randint(2, 3)
+        top = lo + r.randint(3, 9)
+        labels, phrases = [], []
+        if bottom == "fewer":
+            labels.append(f"{lo - 1} or fewer")
+            phrases.append(f"{lo - 1} or fewer")
+        elif bottom == "less":
+            labels.append(f"<{lo}")
+            phrases.append(f"fewer than {lo}")
+        for n in range(lo, top):
+            labels.append(str(n))
+            phrases.append(f"exactly {n}")
+        labels.append(f"{top}+" if r.random() < 0.6 else f"{top} or more")
+        phrases.append(f"{top} or more")
+        return self._buckets("count", title, labels, phrases, self.bell(len(labels)), q, cond, end, tags)
+
+    def _month_ahead(self) -> tuple[date, str]:
+        end = N.add_months(self.today, self.rng.randint(1, 12))
+        return end, f"{N.MONTHS[end.month]} {end.year}"
+
+    def _count_storms(self):  # type: ignore[no-untyped-def]
+        end, month = self._month_ahead()
+        spec = self._count(f"How many named storms will form in {month}?", f"Will {{n}} named storms form in {month}?",
+                           f"the number of Atlantic named storms formed in {month}", ("culture",), end)
+        return spec, [spec], [("count", "storms", month)]
+
+    def _count_launches(self):  # type: ignore[no-untyped-def]
+        co = self.company()
+        end, month = self._month_ahead()
+        spec = self._count(f"How many {co} rocket launches in {month}?",
+                           f"Will {co} make {{n}} rocket launches in {month}?",
+                           f"the number of orbital launches by {co} in {month}", ("tech",), end)
+        return spec, [spec], [("count", "launches", co, month)]
+
+    def _count_quakes(self):  # type: ignore[no-untyped-def]
+        """Numeric labels and "or more" in every question, yet exclusive buckets."""
+        end, month = self._month_ahead()
+        spec = self._count(f"How many magnitude 6.5+ earthquakes in {month}?",
+                           f"Will there be {{n}} earthquakes of magnitude 6.5 or more in {month}?",
+                           f"the number of magnitude 6.5 or greater earthquakes in {month}", ("culture",), end)
+        return spec, [spec], [("count", "quakes", month)]
+
+    def _count_goals(self):  # type: ignore[no-untyped-def]
+        team = self.clubs(1)[0]
+        end, month = self._month_ahead()
+        spec = self._count(f"How many goals will {team} score in {month}?",
+                           f"Will {team} score {{n}} goals in {month}?",
+                           f"the number of competitive goals {team} scores in {month}", ("sports",), end)
+        return spec, [spec], [("club", team)]
+
+    def _count_orders(self):  # type: ignore[no-untyped-def]
+        who = self.person()
+        end, month = self._month_ahead()
+        spec = self._count(f"How many executive orders will {who} sign in {month}?",
+                           f"Will {who} sign {{n}} executive orders in {month}?",
+                           f"the number of executive orders {who} signs in {month}", ("politics",), end)
+        return spec, [spec], [("person", who)]
+
+    def _range(self, title: str, q: str, cond: str, tags: tuple[str, ...], end: date, unit: str) -> EventSpec:
+        """Range buckets ("<300", "300-324", …, "400+"; or "<60M", "60M-80M", …, "110M+"):
+        numbers, yet exclusive outcomes and no threshold ladder; the open top makes them
+        exhaustive."""
+        r = self.rng
+        if unit:
+            width = r.choice((5, 10, 20))
+            lo = width * r.randint(2, 12)
+        else:
+            width = r.choice((10, 20, 25, 50))
+            lo = width * r.randint(4, 20)
         k = r.randint(3, 7)
-        lo = width * r.randint(4, 20)
-        labels = [f"<{lo}"] + [f"{lo + i * width}-{lo + (i + 1) * width - 1}" for i in range(k)]
-        month = f"{N.MONTHS[end.month]} {end.year}"
-        spec = self._candidates(f"How many posts will {name} make in {month}?",
-                                f"Will {name} make {{name}} posts in {month}?", labels, end, ("culture",),
-                                mode="closed", what=f"makes that many posts in {month}")
-        spec.grow.update(names="bucket", width=width, top=lo + k * width)
+        top = lo + k * width
+        if unit:
+            mid = [f"{lo + i * width}{unit}-{lo + (i + 1) * width}{unit}" for i in range(k)]
+        else:
+            mid = [f"{lo + i * width}-{lo + (i + 1) * width - 1}" for i in range(k)]
+        labels = [f"<{lo}{unit}"] + mid + [f"{top}{unit}+"]
+        phrases = [f"less than {lo}{unit}"] + mid + [f"{top}{unit} or more"]
+        return self._buckets("range", title, labels, phrases, self.bell(len(labels)), q, cond, end, tags)
+
+    def _range_posts(self):  # type: ignore[no-untyped-def]
+        name = self.person()
+        end, month = self._month_ahead()
+        spec = self._range(f"How many posts will {name} make in {month}?", f"Will {name} make {{n}} posts in {month}?",
+                           f"the number of posts {name} makes in {month}", ("culture",), end, "")
         return spec, [spec], [("posts", name), ("person", name)]
+
+    def _range_users(self):  # type: ignore[no-untyped-def]
+        co = self.company()
+        end, month = self._month_ahead()
+        spec = self._range(f"{co} monthly active users in {month}?",
+                           f"Will {co} report {{n}} monthly active users for {month}?",
+                           f"the number of monthly active users {co} reports for {month}", ("tech",), end, "M")
+        return spec, [spec], [("mau", co)]
+
+    def _range_listeners(self):  # type: ignore[no-untyped-def]
+        name = self.person()
+        end, month = self._month_ahead()
+        spec = self._range(f"How many monthly listeners will {name} have at the end of {month}?",
+                           f"Will {name} have {{n}} monthly listeners at the end of {month}?",
+                           f"{name}'s monthly listener count at the end of {month}", ("culture",), end, "M")
+        return spec, [spec], [("listeners", name), ("person", name)]
+
+    # ------------------------------------------------------------------ multi-winner events (not neg-risk)
+    def _multi(self, title: str, q: str, names: list[str], fairs: list[float], end: date, what: str,
+               tags: tuple[str, ...], names_kind: str) -> EventSpec:
+        """Any subset of the markets can resolve Yes although they share one end date: no
+        rule cover, and no logical relation to any other event."""
+        markets = [self._multi_market(q, name, end, f, what) for name, f in zip(names, fairs)]
+        return EventSpec("multi", title, "Each market resolves on its own: several can resolve Yes.", tags, markets,
+                         grow={"q": q, "end": end, "what": what, "names": names_kind})
+
+    def _multi_market(self, q: str, name: str, end: date, fair: float, what: str) -> MarketSpec:
+        desc = (f'This market will resolve to "Yes" if {name} {what} by {N.long_date(end)}. '
+                'Otherwise, this market will resolve to "No". Other markets in this event resolve independently.')
+        return MarketSpec(q.format(name=name), name, end, clamp_fair(fair), desc)
+
+    def grow_multi(self, g: dict[str, Any], taken: set[str]) -> MarketSpec:
+        """A further outcome; it claims its entity, so no other event can come to imply it."""
+        name = self.new_name(g["names"])
+        while name in taken or (*g["claim"], name) in self.claims:
+            name = self.new_name(g["names"])
+        self.claims.add((*g["claim"], name))
+        return self._multi_market(g["q"], name, g["end"], self.rng.uniform(0.03, 0.3), g["what"])
+
+    def club(self) -> str:
+        r = self.rng
+        city = r.choice(N.CLUB_CITIES) if r.random() < 0.5 else self.places.take()
+        return f"{r.choice(N.CLUB_PREFIXES)} {city}" if r.random() < 0.3 else f"{city} {r.choice(N.CLUB_SUFFIXES)}"
+
+    def clubs(self, k: int) -> list[str]:
+        out: list[str] = []
+        while len(out) < k:
+            c = self.club()
+            if c not in out and ("club", c) not in self.claims:
+                out.append(c)
+        return out
+
+    def nation(self) -> str:
+        return self.rng.choice(N.MULTI_COUNTRIES) if self.rng.random() < 0.6 else self.places.take()
+
+    def _league_season(self) -> tuple[str, int]:
+        r = self.rng
+        league = r.choice(N.SOCCER_LEAGUES) if r.random() < 0.7 else f"{self.places.take()} First Division"
+        return league, self.today.year + r.randint(0, 3)
+
+    def _multi_relegation(self):  # type: ignore[no-untyped-def]
+        r = self.rng
+        league, year = self._league_season()
+        if ("soccer", league, year) in self.claims:
+            return TAKEN
+        season = f"{year}-{(year + 1) % 100:02d}"
+        clubs = self.clubs(r.randint(5, 10))
+        fairs = [min(0.9, f) for f in self.weights(len(clubs), 3.0)]
+        spec = self._multi(f"Which teams will be relegated from the {league} {season}?",
+                           f"Will {{name}} be relegated from the {league} {season}?", clubs, fairs,
+                           N.month_end(year + 1, 5), f"is relegated from the {league} in the {season} season",
+                           ("sports",), "club")
+        spec.grow["claim"] = ("club",)
+        return spec, [spec], [("soccer", league, year)] + [("club", c) for c in clubs]
+
+    def _multi_top4(self):  # type: ignore[no-untyped-def]
+        r = self.rng
+        league, year = self._league_season()
+        if ("soccer", league, year) in self.claims:
+            return TAKEN
+        season = f"{year}-{(year + 1) % 100:02d}"
+        clubs = self.clubs(r.randint(5, 9))
+        fairs = [min(0.93, f) for f in self.weights(len(clubs), 3.6)]
+        spec = self._multi(f"Top 4 finish in the {league} {season}?",
+                           f"Will {{name}} finish in the top 4 of the {league} {season}?", clubs, fairs,
+                           N.month_end(year + 1, 5), f"finishes in the top 4 of the {league} {season}", ("sports",),
+                           "club")
+        spec.grow["claim"] = ("club",)
+        return spec, [spec], [("soccer", league, year)] + [("club", c) for c in clubs]
+
+    def _multi_countries(self):  # type: ignore[no-untyped-def]
+        r = self.rng
+        topic, does = r.choice(N.COUNTRY_TOPICS)
+        k = r.randint(3, 8)
+        countries: list[str] = []
+        while len(countries) < k:
+            c = self.nation()
+            if c not in countries and ("countries", topic, c) not in self.claims:
+                countries.append(c)
+        end = N.add_months(self.today, r.randint(3, 18))
+        fairs = [r.uniform(0.03, 0.5) for _ in countries]
+        spec = self._multi(f"Which countries will {topic} by {N.long_date(end)}?",
+                           f"Will {{name}} {topic} by {N.long_date(end)}?", countries, fairs, end, does,
+                           ("geopolitics",), "country")
+        spec.grow["claim"] = ("countries", topic)
+        return spec, [spec], [("countries", topic, c) for c in countries]
 
     # ------------------------------------------------------------------ single-market events
     def _single(self, question: str, end: date, tags: tuple[str, ...], fair: float | None = None) -> EventSpec:

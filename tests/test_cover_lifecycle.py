@@ -30,6 +30,32 @@ def test_new_outcome_retracts_the_old_baskets_and_nothing_else() -> None:
     assert not any(isinstance(c, CoverRetracted) for c in out2)
 
 
+def test_augmentation_or_a_new_placeholder_retracts_the_yes_basket_only() -> None:
+    logic = RuleCoverDiff(None)
+    plain = Event(id="1", slug="", title="Who wins?", neg_risk=True, markets=(mk(1, "Ann"), mk(2, "Bo")))
+    first, _ = logic.on_item(group_event(plain))
+    ids = {c.kind: c.id for c in first if isinstance(c, CoverSpec)}
+    augmented = Event(id="1", slug="", title="Who wins?", neg_risk=True, neg_risk_augmented=True,
+                      markets=plain.markets)
+    out, _ = logic.on_item(group_event(augmented))
+    assert [r.cover_id for r in out if isinstance(r, CoverRetracted)] == [ids[CoverKind.ALL_YES]]
+    assert [c.id for c in out if isinstance(c, CoverSpec)] == [ids[CoverKind.ALL_NO]]
+    # back to plain, then an inactive "Person K" slot is listed: the YES basket goes again
+    logic.on_item(group_event(plain))
+    slot = Market(id="3", event_id="e", question="Will Person K win?", slug="", condition_id="", yes_token="y3",
+                  no_token="n3", group_item_title="Person K", active=False)
+    out, _ = logic.on_item(group_event(Event(id="1", slug="", title="Who wins?", neg_risk=True,
+                                             markets=plain.markets + (slot,))))
+    assert [r.cover_id for r in out if isinstance(r, CoverRetracted)] == [ids[CoverKind.ALL_YES]]
+    # the slot becomes a named, active outcome: both old baskets go, the 3-outcome ones come
+    named = Market(id="3", event_id="e", question="Will Cy win?", slug="", condition_id="", yes_token="y3",
+                   no_token="n3", group_item_title="Cy")
+    out, _ = logic.on_item(group_event(Event(id="1", slug="", title="Who wins?", neg_risk=True,
+                                             markets=plain.markets + (named,))))
+    assert [r.cover_id for r in out if isinstance(r, CoverRetracted)] == [ids[CoverKind.ALL_NO]]
+    assert sorted(len(c.legs) for c in out if isinstance(c, CoverSpec)) == [3, 3]
+
+
 def test_llm_pairs_of_a_closed_market_are_retracted_on_every_leg() -> None:
     from operators.cover_lifecycle import LlmCoverDiff, implication_key
     from polyalphascan.records import GroupImplication, ImplicationFound

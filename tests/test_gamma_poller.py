@@ -209,3 +209,25 @@ def test_a_lookup_that_fails_or_a_cut_listing_closes_nothing(gamma: GammaServer,
     r3 = p.poll(r2.state)
     assert r3.deltas == [] and r3.state.fingerprints == r1.state.fingerprints
     assert gamma.stats.requests["/events/{id}"] == 0
+
+
+def test_a_change_of_flags_alone_is_a_change() -> None:
+    """Switching augmentation on (or a placeholder turning active, or a closed market's
+    resolution) changes the covers, so the poller must emit the event again."""
+    from dataclasses import replace
+
+    from connectors.event_source import fingerprint
+    from connectors.gamma_parse import parse_event
+
+    raw = Universe(seed=3, n_events=40).gamma_events()
+    event = next(parse_event(r) for r in raw if r.get("negRisk") and len(r["markets"]) > 2)
+    base = fingerprint(event)
+    assert fingerprint(replace(event, neg_risk_augmented=not event.neg_risk_augmented)) != base
+    assert fingerprint(replace(event, neg_risk=not event.neg_risk)) != base
+    first = event.markets[0]
+    for change in ({"active": not first.active}, {"neg_risk_other": not first.neg_risk_other}):
+        assert fingerprint(replace(event, markets=(replace(first, **change),) + event.markets[1:])) != base
+    won, lost = (replace(first, closed=True, yes_price=p) for p in (1.0, 0.0))
+    assert fingerprint(replace(event, markets=(won,) + event.markets[1:])) != \
+        fingerprint(replace(event, markets=(lost,) + event.markets[1:]))
+    assert fingerprint(replace(event, markets=(replace(first, yes_price=0.42),) + event.markets[1:])) == base

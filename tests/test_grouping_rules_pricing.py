@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from operators.grouping import group_event, parse_threshold, resolution_date
+from operators.grouping import group_event
 from operators.pairs import expand_implication
 from operators.pricing import evaluate, price_cover, quote_changed, tier_of
 from operators.rule_covers import rule_covers
@@ -21,7 +21,7 @@ from polyalphascan.records import (
 
 def mk(i: int, label: str, question: str = "", end: str | None = "2026-12-31T12:00:00Z", desc: str = "",
        closed: bool = False) -> Market:
-    return Market(id=str(i), event_id="e", question=question or f"Q{i} {label}?", slug=f"m{i}", condition_id=f"0x{i}",
+    return Market(id=str(i), event_id="e", question=question or f"Will X happen by {label}?", slug=f"m{i}", condition_id=f"0x{i}",
                   yes_token=f"y{i}", no_token=f"n{i}", group_item_title=label, description=desc, end_date=end,
                   closed=closed)
 
@@ -53,23 +53,12 @@ def test_equal_dates_give_no_cover_and_closed_markets_are_left_out() -> None:
     assert [m.market_id for m in g.markets] == ["1", "2"]
 
 
-def test_date_sources_in_the_seed_order() -> None:
-    # label without year: description first, then the event's end year
-    m = mk(1, "June 30", desc="resolves Yes by June 30, 2027, 11:59 PM ET")
-    assert str(resolution_date(m, "2026-12-31T00:00:00Z")) == "2027-06-30"
-    assert str(resolution_date(mk(2, "June 30"), "2028-12-31T00:00:00Z")) == "2028-06-30"
-    assert str(resolution_date(mk(3, "Q2 2026"), None)) == "2026-06-30"
-    assert str(resolution_date(mk(4, "2027"), None)) == "2027-12-31"
-    assert str(resolution_date(mk(5, "Alice", end="2029-01-05T00:00:00Z"), None)) == "2029-01-05"
-
-
 def test_threshold_ladders_above_and_below() -> None:
     up = group_event(ev([mk(1, "$100k", "Will BTC be above $100k?"), mk(2, "$120k", "Will BTC be above $120k?")]))
     assert up.partition_type is PartitionType.THRESHOLD and not up.mutually_exclusive
     assert ids(rule_covers(up)) == [("threshold", (("1", "YES"), ("2", "NO")))]
     down = group_event(ev([mk(1, "↓ 50"), mk(2, "↓ 40")], title="How low will X dip?"))
     assert ids(rule_covers(down)) == [("threshold", (("1", "YES"), ("2", "NO")))]  # below 40 ⇒ below 50
-    assert parse_threshold("$1.2M") == 1.2e6 and parse_threshold("↑ 120k") == 120_000 and parse_threshold("Alice") is None
 
 
 def test_mixed_arrow_ladders_pair_only_within_a_direction() -> None:

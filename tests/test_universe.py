@@ -21,6 +21,12 @@ DATE_RE = re.compile(r"by (January|February|March|April|May|June|July|August|Sep
                      r"\d{1,2}, \d{4}")
 ABOVE_WORDS = ("above", "over", "more than", "at least", "reach")
 BELOW_WORDS = ("below", "under", "less than", "dip to")
+PLACEHOLDER_RE = re.compile(r"[A-Z][a-z]+ [A-Z]{1,2}")  # "Person K", "Party A", "Candidate AB"
+NEG_RISK_KINDS = {"candidate", "augmented", "count", "range"}
+COUNT_LABEL = re.compile(r"\d+|\d+\+|\d+ or (more|fewer)|<\d+")
+RANGE_LABEL = re.compile(r"<\d+M?|\d+M?-\d+M?|\d+M?\+")
+GROWABLE = {"timeframe", "threshold", "candidate", "augmented", "multi"}
+ALL_KINDS = NEG_RISK_KINDS | {"timeframe", "threshold", "multi", "single"}
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +55,19 @@ def parse_value(label: str) -> float:
 
 
 def is_placeholder(label: str) -> bool:
-    return re.fullmatch(r"Person [A-Z]", label) is not None
+    return PLACEHOLDER_RE.fullmatch(label) is not None
+
+
+def is_open(m: dict) -> bool:
+    return m["active"] and not m["closed"]
+
+
+def exhaustive(e: dict) -> bool:
+    """The semantics' ALL_YES test, from the Gamma JSON alone."""
+    return (e["negRisk"] and not e["negRiskAugmented"]
+            and not any(is_placeholder(m["groupItemTitle"]) for m in e["markets"])
+            and all(m["active"] or m["closed"] for m in e["markets"])
+            and all(json.loads(m["outcomePrices"]) == ["0", "1"] for m in e["markets"] if m["closed"]))
 
 
 def leg(m: dict, side: Side, event_id: str) -> Leg:
@@ -66,14 +84,20 @@ def expected_covers(u: Universe) -> dict[str, tuple[CoverKind, tuple[Leg, ...], 
         out[cover_id(kind, legs)] = (kind, legs, payout)
 
     def open_markets(e: dict) -> list[dict]:
-        return [m for m in e["markets"] if not m["closed"]]
+        return [m for m in e["markets"] if is_open(m)]
 
     for e in events.values():
         if e["closed"]:
             continue
         ms = open_markets(e)
         kind = u.event_kind(e["id"])
-        if kind == "timeframe":
+        if e["negRisk"]:  # exclusive outcomes, numeric labels or not
+            named = [m for m in ms if not is_placeholder(m["groupItemTitle"])]
+            if len(named) >= 2:
+                add(CoverKind.ALL_NO, tuple(leg(m, Side.NO, e["id"]) for m in named), len(named) - 1.0)
+                if exhaustive(e):
+                    add(CoverKind.ALL_YES, tuple(leg(m, Side.YES, e["id"]) for m in named), 1.0)
+        elif kind == "timeframe":
             ms.sort(key=lambda m: m["endDate"])
             for i in range(len(ms)):
                 for j in range(i + 1, len(ms)):
@@ -88,12 +112,6 @@ def expected_covers(u: Universe) -> dict[str, tuple[CoverKind, tuple[Leg, ...], 
                         legs = ((leg(lo, Side.YES, e["id"]), leg(hi, Side.NO, e["id"])) if above
                                 else (leg(hi, Side.YES, e["id"]), leg(lo, Side.NO, e["id"])))
                         add(CoverKind.THRESHOLD, legs, 1.0)
-        elif kind == "candidate":
-            named = [m for m in ms if not is_placeholder(m["groupItemTitle"])]
-            if len(named) >= 2:
-                add(CoverKind.ALL_NO, tuple(leg(m, Side.NO, e["id"]) for m in named), len(named) - 1.0)
-                if len(named) == len(ms):
-                    add(CoverKind.ALL_YES, tuple(leg(m, Side.YES, e["id"]) for m in named), 1.0)
     for pid, cid, shape in u.relations():
         pe, ce = events[pid], events[cid]
         if pe["closed"] or ce["closed"]:
@@ -163,21 +181,25 @@ def test_gamma_shape(u300: Universe) -> None:
     assert 0.04 < versions["v2"] / sum(versions.values()) < 0.2
     tag_ids = {t["id"] for t in u300.gamma_tags()}
     kinds = Counter(u300.event_kind(e["id"]) for e in events)
-    assert set(kinds) == {"timeframe", "threshold", "candidate", "single"}
+    assert set(kinds) == ALL_KINDS
     for e in events:
         for key in ("slug", "title", "description", "startDate", "endDate", "createdAt", "updatedAt"):
             assert isinstance(e[key], str) and e[key]
         assert {t["id"] for t in e["tags"]} <= tag_ids
         assert isinstance(e["liquidity"], float) and isinstance(e["volume"], float)
-        assert e["negRisk"] == (u300.event_kind(e["id"]) == "candidate")
+        assert e["negRisk"] == (u300.event_kind(e["id"]) in NEG_RISK_KINDS)
+        assert e["negRiskAugmented"] == (u300.event_kind(e["id"]) == "augmented")
         if e["negRisk"]:
             assert re.fullmatch(r"0x[0-9a-f]{64}", e["negRiskMarketID"])
             assert len({m["endDate"] for m in e["markets"]}) == 1
         for m in e["markets"]:
             assert re.fullmatch(r"0x[0-9a-f]{64}", m["conditionId"])
             assert json.loads(m["outcomes"]) == ["Yes", "No"]
-            prices = [float(x) for x in json.loads(m["outcomePrices"])]
-            assert abs(sum(prices) - 1) < 1e-9
+            if m["active"]:
+                prices = [float(x) for x in json.loads(m["outcomePrices"])]
+                assert abs(sum(prices) - 1) < 1e-9
+            else:  # as the venue lists unnamed outcomes: no prices, an empty book
+                assert "outcomePrices" not in m and (m["bestBid"], m["bestAsk"]) == (0, 1)
             clob = json.loads(m["clobTokenIds"])
             assert len(clob) == 2 and all(t.isdigit() and len(t) > 60 for t in clob)
             if m["version"] == "v2":
@@ -187,14 +209,20 @@ def test_gamma_shape(u300: Universe) -> None:
             else:
                 assert "positionIds" not in m
             y, n = tokens_of(m)
-            assert u300.book(y) is not None and u300.book(n) is not None
+            yb, nb = u300.book(y), u300.book(n)
+            assert yb is not None and nb is not None
+            assert bool(yb.bids and yb.asks and nb.bids and nb.asks) == m["active"]  # unnamed: an empty book
             assert isinstance(m["liquidity"], str) and isinstance(m["liquidityNum"], float)
             assert isinstance(m["volume"], str) and isinstance(m["volumeNum"], float)
             assert isinstance(m["groupItemThreshold"], str)
             assert DATE_RE.search(m["description"]), m["description"]
             assert m["negRisk"] == e["negRisk"] and m["enableOrderBook"] and m["acceptingOrders"]
-            assert m["bestBid"] < m["bestAsk"]
-    assert set(u300.token_ids()) == {t for e in events for m in e["markets"] for t in tokens_of(m)}
+            assert m["negRiskOther"] == (e["negRiskAugmented"] and m["groupItemTitle"] == "Other")
+            if m["active"]:
+                assert m["bestBid"] < m["bestAsk"]
+            else:  # only the unnamed outcomes and the "Other" of augmented events are listed inactive
+                assert e["negRiskAugmented"] and (is_placeholder(m["groupItemTitle"]) or m["negRiskOther"])
+    assert set(u300.token_ids()) == {t for e in events for m in e["markets"] if m["active"] for t in tokens_of(m)}
 
 
 def test_event_kinds_follow_grouping_conventions(u300: Universe) -> None:
@@ -221,9 +249,31 @@ def test_event_kinds_follow_grouping_conventions(u300: Universe) -> None:
                 assert "Other" not in labels
                 for m in e["markets"]:
                     if is_placeholder(m["groupItemTitle"]):
-                        assert m["bestBid"] == 0.01
+                        assert m["bestBid"] == 0.01 and m["active"]
+        elif kind == "augmented":
+            assert len(set(labels)) == len(labels) and len({m["endDate"] for m in e["markets"]}) == 1
+            unnamed = [m for m in e["markets"] if is_placeholder(m["groupItemTitle"])]
+            assert 1 <= len(unnamed) <= 3 and not any(m["active"] for m in unnamed)
+            assert all(m["active"] != (is_placeholder(m["groupItemTitle"]) or m["negRiskOther"]) for m in e["markets"])
+            assert [m["negRiskOther"] for m in e["markets"]] == [x == "Other" for x in labels]
+        elif kind == "count":
+            assert all(COUNT_LABEL.fullmatch(x) for x in labels), labels
+            exact = [int(x) for x in labels if x.isdigit()]
+            assert len(exact) >= 3 and exact == list(range(exact[0], exact[0] + len(exact)))
+            assert labels[-1].endswith(("+", " or more"))  # an open top: the buckets are exhaustive
+            assert labels[0] == "0" or labels[0].startswith("<") or labels[0].endswith(" or fewer")
+        elif kind == "range":
+            assert all(RANGE_LABEL.fullmatch(x) for x in labels), labels
+            assert labels[0].startswith("<") and labels[-1].endswith("+")
+            bounds = [tuple(int(v.rstrip("M")) for v in x.split("-")) for x in labels[1:-1]]
+            assert int(labels[0][1:].rstrip("M")) == bounds[0][0]
+            assert int(labels[-1][:-1].rstrip("M")) in (bounds[-1][1], bounds[-1][1] + 1)
+        elif kind == "multi":
+            assert len(e["markets"]) >= 3 and len(set(labels)) == len(labels)
+            assert len({m["endDate"] for m in e["markets"]}) == 1
+            assert not any(is_placeholder(x) for x in labels)
         else:
-            assert len(e["markets"]) == 1 and labels == [""]
+            assert kind == "single" and len(e["markets"]) == 1 and labels == [""]
 
 
 # ------------------------------------------------------------------ books and the walk
@@ -241,7 +291,8 @@ def check_mirror(u: Universe, yes: str, no: str) -> None:
 def test_no_book_mirrors_yes(u300: Universe) -> None:
     for e in u300.gamma_events():
         for m in e["markets"]:
-            check_mirror(u300, *tokens_of(m))
+            if is_open(m):
+                check_mirror(u300, *tokens_of(m))
 
 
 def test_price_changes_replay_onto_snapshots() -> None:
@@ -292,7 +343,8 @@ def test_walk_keeps_ground_truth_and_margins() -> None:
         assert cov.cost == pytest.approx(cost_from_books(u, cov.legs), abs=1e-9)
     for e in u.gamma_events()[:80]:
         for m in e["markets"]:
-            check_mirror(u, *tokens_of(m))
+            if is_open(m):
+                check_mirror(u, *tokens_of(m))
 
 
 def test_step_speed() -> None:
@@ -501,7 +553,7 @@ def test_random_lifecycle_keeps_invariants() -> None:
         if roll < 0.3:
             u.add_events(rng.randint(1, 3))
         elif roll < 0.6:
-            events = [e for e in u.gamma_events() if not e["closed"] and len(e["markets"]) > 1]
+            events = [e for e in u.gamma_events() if not e["closed"] and u.event_kind(e["id"]) in GROWABLE]
             u.add_market(rng.choice(events)["id"])
         else:
             markets = [m for e in u.gamma_events() for m in e["markets"] if not m["closed"]]
@@ -512,3 +564,165 @@ def test_random_lifecycle_keeps_invariants() -> None:
         u.step(1000)
         assert u.ground_truth().profitable == gt.profitable
     assert set(expected_covers(u)) == set(u.ground_truth().covers)
+
+
+# ------------------------------------------------------------------ real shapes: exclusivity only from negRisk
+def covers_by_event(u: Universe) -> dict[str, list]:
+    out: dict[str, list] = {}
+    for c in u.ground_truth().covers.values():
+        for eid in {lg.event_id for lg in c.legs}:
+            out.setdefault(eid, []).append(c)
+    return out
+
+
+def events_of(u: Universe, kind: str) -> list[dict]:
+    return [e for e in u.gamma_events() if u.event_kind(e["id"]) == kind and not e["closed"]]
+
+
+def test_augmented_events_have_all_no_over_named_outcomes_only(u300: Universe) -> None:
+    gt = u300.ground_truth()
+    by_event = covers_by_event(u300)
+    inactive = {m["id"] for e in u300.gamma_events() for m in e["markets"] if not m["active"]}
+    assert inactive
+    assert not any(lg.market_id in inactive for c in gt.covers.values() for lg in c.legs)
+    augmented = events_of(u300, "augmented")
+    assert len(augmented) >= 5 and any(m["negRiskOther"] for e in augmented for m in e["markets"])
+    for e in augmented:
+        covers = by_event.get(e["id"], [])
+        assert [c.kind for c in covers] == [CoverKind.ALL_NO]  # never an ALL_YES, no ladder
+        named = [m["id"] for m in e["markets"] if is_open(m) and not is_placeholder(m["groupItemTitle"])]
+        assert [lg.market_id for lg in covers[0].legs] == named and covers[0].payout == len(named) - 1
+        assert all(lg.side is Side.NO for lg in covers[0].legs)
+
+
+def test_count_and_range_buckets_are_exclusive_and_exhaustive(u300: Universe) -> None:
+    by_event = covers_by_event(u300)
+    buckets = events_of(u300, "count") + events_of(u300, "range")
+    assert len(events_of(u300, "count")) >= 3 and len(events_of(u300, "range")) >= 3
+    for e in buckets:
+        ids = [m["id"] for m in e["markets"]]
+        covers = {c.kind: c for c in by_event[e["id"]]}
+        assert set(covers) == {CoverKind.ALL_NO, CoverKind.ALL_YES}, e["title"]  # numeric labels, no ladder
+        assert [lg.market_id for lg in covers[CoverKind.ALL_YES].legs] == ids
+        assert [lg.market_id for lg in covers[CoverKind.ALL_NO].legs] == ids
+        assert covers[CoverKind.ALL_NO].payout == len(ids) - 1 and covers[CoverKind.ALL_YES].payout == 1
+    # magnitudes and plain counts both occur among range buckets
+    big = Universe(seed=3, n_events=1000)
+    labels = [m["groupItemTitle"] for e in events_of(big, "range") for m in e["markets"]]
+    assert any(x.endswith("M+") for x in labels) and any(re.fullmatch(r"\d+\+", x) for x in labels)
+
+
+def test_multi_winner_events_have_no_cover_and_no_relation(u300: Universe) -> None:
+    by_event = covers_by_event(u300)
+    related = {i for p, c, _ in u300.relations() for i in (p, c)}
+    multi = events_of(u300, "multi")
+    assert len(multi) >= 5
+    for e in multi:
+        assert not e["negRisk"] and not e["negRiskAugmented"]
+        assert e["id"] not in by_event and e["id"] not in related
+        if "Top 4" in e["title"] or "relegated" in e["title"]:  # several Yes are expected, not one
+            assert sum((m["bestBid"] + m["bestAsk"]) / 2 for m in e["markets"]) > 1.2
+
+
+def test_every_all_yes_is_over_an_exhaustive_event() -> None:
+    injected_all_yes = 0
+    for seed in (1, 2, 3, 4):
+        u = Universe(seed=seed, n_events=200, mispriced_fraction=0.1)
+        events = {e["id"]: e for e in u.gamma_events()}
+        gt = u.ground_truth()
+        for cid, c in gt.covers.items():
+            if c.kind is CoverKind.ALL_YES:
+                e = events[c.legs[0].event_id]
+                assert exhaustive(e) and u.event_kind(e["id"]) in ("candidate", "count", "range")
+                injected_all_yes += cid in gt.injected
+    assert injected_all_yes >= 2
+
+
+def test_naming_unnamed_outcomes_changes_the_all_no_basket() -> None:
+    u = Universe(seed=6, n_events=200)
+    e0 = next(e for e in events_of(u, "augmented") if not any(m["negRiskOther"] for m in e["markets"]))
+    eid = e0["id"]
+    prof = u.ground_truth().profitable
+    seen: set[str] = set()
+    for _ in range(12):
+        before = {e["id"]: e for e in u.gamma_events()}[eid]
+        basket = [lg.market_id for c in covers_by_event(u)[eid] for lg in c.legs]
+        books = {t: ({}, {}) for x in before["markets"] if not x["active"] for t in tokens_of(x)}
+        for t, (bids, asks) in books.items():
+            book = u.book(t)
+            assert book is not None and not book.bids and not book.asks
+        mid = u.add_market(eid)
+        after = {e["id"]: e for e in u.gamma_events()}[eid]
+        m = next(x for x in after["markets"] if x["id"] == mid)
+        covers = covers_by_event(u)[eid]
+        assert [c.kind for c in covers] == [CoverKind.ALL_NO]
+        new_basket = [lg.market_id for lg in covers[0].legs]
+        old = next((x for x in before["markets"] if x["id"] == mid), None)
+        if old is not None:  # an unnamed outcome was named: same market and tokens, now tradeable
+            seen.add("named")
+            assert not old["active"] and is_placeholder(old["groupItemTitle"])
+            assert m["active"] and not is_placeholder(m["groupItemTitle"]) and m["groupItemTitle"] in m["question"]
+            assert m["clobTokenIds"] == old["clobTokenIds"] and m["conditionId"] == old["conditionId"]
+            assert sorted(new_basket) == sorted(basket + [mid])
+            assert set(tokens_of(m)) <= set(u.token_ids())
+            check_mirror(u, *tokens_of(m))
+            for pc in u.step(0):  # the next step streams the filled book to whoever held the empty one
+                for c in pc.changes:
+                    bids, asks = books[c.asset_id]
+                    (bids if c.side == "BUY" else asks)[c.price] = c.size
+            for t in tokens_of(m):
+                book = u.book(t)
+                assert book is not None and books[t] == (dict(book.bids), dict(book.asks))
+        elif m["negRiskOther"]:  # "Other" is listed inactive too: no quote, in no cover
+            seen.add("other")
+            assert not m["active"] and m["groupItemTitle"] == "Other" and new_basket == basket
+        else:  # one more unnamed outcome: inactive, in no cover
+            seen.add("unnamed")
+            assert not m["active"] and is_placeholder(m["groupItemTitle"]) and new_basket == basket
+            book = u.book(tokens_of(m)[0])
+            assert book is not None and not book.bids and not book.asks and tokens_of(m)[0] not in u.token_ids()
+        assert sum(x["negRiskOther"] for x in after["markets"]) <= 1
+        assert set(expected_covers(u)) == set(u.ground_truth().covers)
+        assert_margins(u)
+    assert seen == {"named", "other", "unnamed"}
+    assert u.ground_truth().profitable == prof
+    u.step(5000)
+    assert u.ground_truth().profitable == prof and set(expected_covers(u)) == set(u.ground_truth().covers)
+
+
+def test_all_yes_needs_every_outcome_listed_and_none_won() -> None:
+    u = Universe(seed=6, n_events=200)
+    by_event = covers_by_event(u)
+    # a Yes resolution ends the ALL_YES basket; the ALL_NO over the rest stays
+    e = next(e for e in events_of(u, "count") if len(e["markets"]) >= 4)
+    assert CoverKind.ALL_YES in {c.kind for c in by_event[e["id"]]}
+    u.close_market(e["markets"][0]["id"], winning="YES")
+    kinds = [c.kind for c in covers_by_event(u)[e["id"]]]
+    assert kinds == [CoverKind.ALL_NO]
+    # active placeholders: closing them all does not make the event exhaustive
+    cand = next(e for e in events_of(u, "candidate")
+                if any(is_placeholder(m["groupItemTitle"]) for m in e["markets"])
+                and sum(not is_placeholder(m["groupItemTitle"]) for m in e["markets"]) >= 2)
+    for m in cand["markets"]:
+        if is_placeholder(m["groupItemTitle"]):
+            u.close_market(m["id"])
+    assert [c.kind for c in covers_by_event(u)[cand["id"]]] == [CoverKind.ALL_NO]
+    # a neg-risk event listing every outcome keeps its ALL_YES when a market resolves No
+    full = next(e for e in events_of(u, "candidate") if exhaustive(e) and len(e["markets"]) >= 4)
+    u.close_market(full["markets"][-1]["id"])
+    kinds = sorted(c.kind.value for c in covers_by_event(u)[full["id"]])
+    assert kinds == ["all_no", "all_yes"]
+    assert set(expected_covers(u)) == set(u.ground_truth().covers)
+    assert_margins(u)
+
+
+def test_bucket_and_single_events_refuse_new_markets(u300: Universe) -> None:
+    for kind in ("count", "range", "single"):
+        with pytest.raises(ValueError):
+            u300.add_market(events_of(u300, kind)[0]["id"])
+    multi = events_of(u300, "multi")[0]
+    u = Universe(seed=3, n_events=300)
+    mid = u.add_market(multi["id"])
+    e = {x["id"]: x for x in u.gamma_events()}[multi["id"]]
+    assert mid == e["markets"][-1]["id"] and e["markets"][-1]["active"] and not e["negRisk"]
+    assert multi["id"] not in covers_by_event(u)
