@@ -5,7 +5,7 @@ PY ?= $(shell for p in python3.11 python3.12 python3; do \
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench clean venv
+.PHONY: demo test bench clean venv mutate
 
 $(STAMP): pyproject.toml
 	@test -n "$(PY)" || { echo "error: Python 3.11 or 3.12 is required (bytewax 0.21.1 has no wheels for 3.13+)"; exit 1; }
@@ -22,5 +22,15 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest $(ARGS)
 
+# Mutation testing (slow, not part of `make test` or CI): mutmut over the modules listed in
+# pyproject.toml [tool.mutmut], each mutant against the fast unit tests that reach it.
+# `make mutate ARGS="operators.pricing*"` limits the run to some mutants; the results stay in
+# ./mutants (`.venv/bin/mutmut browse` / `results` / `show NAME`).
+MUTATE_JOBS ?= 2
+mutate: $(STAMP)
+	$(VENV)/bin/mutmut run --max-children $(MUTATE_JOBS) $(ARGS)
+	$(VENV)/bin/mutmut results --all true > mutants/results.txt
+	$(VENV)/bin/python tests/mutation_score.py < mutants/results.txt
+
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache mutants

@@ -25,9 +25,10 @@ class SettingsError(ValueError):
 
 
 def _check_url(value: str, schemes: tuple[str, ...]) -> str:
+    """A URL needs one of `schemes` AND a host: 'http://:8080' or 'wss://user@' name none."""
     parsed = urlparse(value)
-    if parsed.scheme not in schemes or not parsed.netloc:
-        raise ValueError(f"must be a URL starting with {' or '.join(s + '://' for s in schemes)}")
+    if parsed.scheme not in schemes or not parsed.hostname:
+        raise ValueError(f"must be a URL starting with {' or '.join(s + '://' for s in schemes)} and naming a host")
     return value.rstrip("/")
 
 

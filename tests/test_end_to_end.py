@@ -95,14 +95,83 @@ def live(client: redis.Redis) -> dict[str, dict]:
     return {cid: orjson.loads(raw) for cid, raw in zip(ids, pipe.execute()) if raw}
 
 
-def converged(standins: StandIns, client: redis.Redis) -> Callable[[], bool]:
+def expected_portfolio(standins: StandIns, cover, cover_probability: float = 0.98) -> dict:  # noqa: ANN001
+    """Every published number of a cover, from the universe's books and the README's rules
+    (independent of operators/pricing.py): asks and sizes per leg, cost, profit, coverage,
+    loss probability, tier, expected profit and the size buyable at a profit."""
+    u = standins.universe
+    legs = []
+    for lg, ask in zip(cover.legs, cover.leg_asks, strict=True):
+        book = u.book(lg.yes_token)
+        assert book is not None, lg
+        if lg.side.value == "YES":
+            size = min(book.asks)[1]  # buys the YES ask
+            token = lg.yes_token
+        else:
+            size = max(book.bids)[1]  # NO ask = 1 - YES bid: its size is the bid's
+            token = lg.no_token
+        legs.append({"market_id": lg.market_id, "side": lg.side.value, "token_id": token, "ask": ask, "ask_size": size})
+    p_target = cover.leg_asks[0]
+    coverage = 1.0 if cover.guaranteed else p_target + (1 - p_target) * cover_probability
+    tier = 1 if coverage >= 0.95 - 1e-9 else 2 if coverage >= 0.90 - 1e-9 else 3 if coverage >= 0.85 - 1e-9 else 4
+    profit = cover.payout - cover.cost
+    return {
+        "id": cover.id, "kind": cover.kind.value, "guaranteed": cover.guaranteed, "legs": legs,
+        "cost": cover.cost, "payout": cover.payout, "profit": profit, "profit_pct": profit / cover.cost * 100,
+        "coverage": coverage, "loss_probability": 0.0 if cover.guaranteed else (1 - p_target) * (1 - cover_probability),
+        "expected_profit": coverage * cover.payout - cover.cost, "tier": tier,
+        "size_at_profit": min(lg["ask_size"] for lg in legs) if profit > 1e-9 else 0.0,
+    }
+
+
+def differences(want: dict, got: dict) -> list[str]:
+    """The fields of a published portfolio that differ from the expected one."""
+    out = []
+    for key, value in want.items():
+        if key == "legs":
+            mine = [{k: lg[k] for k in ("market_id", "side", "token_id", "ask", "ask_size")} for lg in got["legs"]]
+            if len(mine) != len(value) or any(
+                    a["market_id"] != b["market_id"] or a["side"] != b["side"] or a["token_id"] != b["token_id"]
+                    or abs(a["ask"] - b["ask"]) > 1e-9 or a["ask_size"] != b["ask_size"] for a, b in zip(mine, value)):
+                out.append(f"legs: {mine} != {value}")
+        elif isinstance(value, float):
+            if abs(got[key] - value) > 1e-9:
+                out.append(f"{key}: {got[key]} != {value}")
+        elif got[key] != value:
+            out.append(f"{key}: {got[key]!r} != {value!r}")
+    return out
+
+
+def converged(standins: StandIns, client: redis.Redis, report: list[str] | None = None) -> Callable[[], bool]:
+    """Redis holds exactly the universe's covers, each with every published field as expected
+    (and the flat hash fields, the ranking and the opportunity set agree with it)."""
+    keys = RedisKeys(PREFIX)
+
     def check() -> bool:
         truth = standins.universe.ground_truth()
         got = live(client)
         if set(got) != set(truth.covers):
+            if report is not None:
+                report[:] = [f"ids: missing {len(set(truth.covers) - set(got))}, extra {len(set(got) - set(truth.covers))}"]
             return False
-        return all(abs(got[c]["cost"] - truth.covers[c].cost) < 1e-9 for c in got)
+        diffs = {cid: d for cid in got if (d := differences(expected_portfolio(standins, truth.covers[cid]), got[cid]))}
+        if report is not None:
+            report[:] = [f"{cid}: {d}" for cid, d in list(diffs.items())[:5]]
+        if diffs:
+            return False
+        opportunities = {m.decode() for m in client.zrange(keys.opportunities, 0, -1)}
+        ranking = dict((m.decode(), s) for m, s in client.zrange(keys.ranking, 0, -1, withscores=True))
+        return opportunities == truth.profitable and all(
+            abs(ranking[cid] - p["expected_profit"]) < 1e-9 for cid, p in got.items())
     return check
+
+
+def wait_converged(standins: StandIns, client: redis.Redis, timeout: float, what: str) -> None:
+    report: list[str] = []
+    try:
+        wait_for(converged(standins, client, report), timeout, what)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; last differences: {report}") from None
 
 
 def test_flow_finds_exactly_the_universe_covers_and_reprices(world, redis_server: EmbeddedRedis) -> None:  # noqa: ANN001
@@ -110,7 +179,7 @@ def test_flow_finds_exactly_the_universe_covers_and_reprices(world, redis_server
     standins.clob.pause()  # prices still; the walk resumes later
     running = RunningFlow(standins, redis_server.url)
     try:
-        wait_for(converged(standins, client), 60, "the universe's covers, priced")
+        wait_converged(standins, client, 60, "the universe's covers, priced")
         truth = standins.universe.ground_truth()
         got = live(client)
         assert {c for c, p in got.items() if p["profit"] > 1e-9} == truth.profitable
@@ -127,12 +196,19 @@ def test_flow_finds_exactly_the_universe_covers_and_reprices(world, redis_server
         bid, ask = standins.universe.top(market_id)
         change = standins.universe.set_quote(market_id, round(bid - 0.03, 2), round(ask - 0.01, 2))
         standins.clob.push([change])
-        wait_for(converged(standins, client), 30, "re-pricing after a move")
+        wait_converged(standins, client, 30, "re-pricing after a move")
         after = live(client)
         moved = {cid for cid in before if before[cid]["cost"] != after[cid]["cost"]}
         holding = {cid for cid, p in before.items() if any(leg["market_id"] == market_id for leg in p["legs"])}
         assert moved and moved <= holding
         assert client.xlen(keys.changes) - stream_len <= len(holding)  # nothing else was rewritten
+
+        # a change of size alone (same prices) reaches every holder's published sizes
+        bid, ask = standins.universe.top(market_id)
+        standins.clob.push([standins.universe.set_quote(market_id, bid, ask, size=37.0)])
+        wait_converged(standins, client, 30, "new sizes after a size-only change")
+        sizes = {lg["ask_size"] for p in live(client).values() for lg in p["legs"] if lg["market_id"] == market_id}
+        assert sizes == {37.0}
 
         # a closed market removes its portfolios (the poller's reconciliation + registry + join)
         victim = next(p for p in after.values() if p["kind"] == "threshold")["legs"][1]["market_id"]
@@ -140,20 +216,20 @@ def test_flow_finds_exactly_the_universe_covers_and_reprices(world, redis_server
         standins.clob.broadcast_market_resolved(info)
         wait_for(lambda: not any(any(l["market_id"] == victim for l in p["legs"]) for p in live(client).values()),
                  30, "removal of the closed market's portfolios")
-        wait_for(converged(standins, client), 30, "convergence after the closure")
+        wait_converged(standins, client, 30, "convergence after the closure")
 
         # a new outcome in an exhaustive candidate event: its old baskets are retracted
         candidate = next(str(e["id"]) for e in standins.universe.gamma_events()
                          if standins.universe.event_kind(str(e["id"])) == "candidate" and not e["closed"])
         standins.universe.add_market(candidate)
-        wait_for(converged(standins, client), 30, "convergence after a new outcome")
+        wait_converged(standins, client, 30, "convergence after a new outcome")
 
         # live prices keep flowing: resume the walk and the scanner stays consistent
         sent = standins.clob.stats.updates_sent
         standins.clob.resume()
         wait_for(lambda: standins.clob.stats.updates_sent > sent + 100, 30, "price moves")
         standins.clob.pause()
-        wait_for(converged(standins, client), 30, "convergence after the random walk")
+        wait_converged(standins, client, 30, "convergence after the random walk")
     finally:
         running.stop()
     assert running.error is None
@@ -164,7 +240,7 @@ def test_replayed_batch_writes_nothing_new(world, redis_server: EmbeddedRedis) -
     standins.clob.pause()
     running = RunningFlow(standins, redis_server.url)
     try:
-        wait_for(converged(standins, client), 60, "the universe's covers, priced")
+        wait_converged(standins, client, 60, "the universe's covers, priced")
     finally:
         running.stop()
     keys = RedisKeys(PREFIX)
@@ -196,7 +272,7 @@ def test_two_workers_give_the_same_portfolios(world, redis_server: EmbeddedRedis
     standins.clob.pause()
     running = RunningFlow(standins, redis_server.url, workers=2)
     try:
-        wait_for(converged(standins, client), 90, "the universe's covers, priced, with 2 workers")
+        wait_converged(standins, client, 90, "the universe's covers, priced, with 2 workers")
         got = live(client)
         assert {c for c, p in got.items() if p["profit"] > 1e-9} == standins.universe.ground_truth().profitable
     finally:
@@ -210,7 +286,7 @@ def test_redis_down_10s_and_back_empty_loses_no_portfolio_update() -> None:
         client = redis.Redis.from_url(server.url)
         running = RunningFlow(standins, server.url)
         try:
-            wait_for(converged(standins, client), 60, "first convergence")
+            wait_converged(standins, client, 60, "first convergence")
             client.close()
             server.stop()
             # while Redis is down: a price move the scanner must not lose
@@ -223,7 +299,7 @@ def test_redis_down_10s_and_back_empty_loses_no_portfolio_update() -> None:
                 time.sleep(0.5)
             server.start()  # same port, no data: writers notice the restart and rewrite
             client = redis.Redis.from_url(server.url)
-            wait_for(converged(standins, client), 60, "convergence after the outage, including the move")
+            wait_converged(standins, client, 60, "convergence after the outage, including the move")
         finally:
             running.stop()
         assert running.error is None

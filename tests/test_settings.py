@@ -50,9 +50,9 @@ def test_every_field_is_in_env_example() -> None:
         ("POLL_INTERVAL_SECONDS", "-3", "POLL_INTERVAL_SECONDS='-3' is invalid: must be > 0 and <= 86400"),
         ("ENABLE_INCREMENTAL_UPDATE", "maybe", "ENABLE_INCREMENTAL_UPDATE='maybe' is invalid: must be true or false"),
         ("ENABLE_REDIS_CACHE", "2", "ENABLE_REDIS_CACHE='2' is invalid: must be true or false"),
-        ("GAMMA_API_URL", "gamma.local", "GAMMA_API_URL='gamma.local' is invalid: must be a URL starting with http:// or https://"),
-        ("LLM_BASE_URL", "ftp://x", "LLM_BASE_URL='ftp://x' is invalid: must be a URL starting with http:// or https://"),
-        ("CLOB_WS_URL", "http://x/ws", "CLOB_WS_URL='http://x/ws' is invalid: must be a URL starting with ws:// or wss://"),
+        ("GAMMA_API_URL", "gamma.local", "GAMMA_API_URL='gamma.local' is invalid: must be a URL starting with http:// or https:// and naming a host"),
+        ("LLM_BASE_URL", "ftp://x", "LLM_BASE_URL='ftp://x' is invalid: must be a URL starting with http:// or https:// and naming a host"),
+        ("CLOB_WS_URL", "http://x/ws", "CLOB_WS_URL='http://x/ws' is invalid: must be a URL starting with ws:// or wss:// and naming a host"),
         ("REDIS_URL", "localhost:6379", "REDIS_URL='localhost:6379' is invalid: must be 'embedded', redis://host:port/db, rediss://... or unix:///path"),
         ("REDIS_KEY_PREFIX", "a b", "REDIS_KEY_PREFIX='a b' is invalid: may hold only letters, digits, '_', '-' and '.'"),
         ("LOG_LEVEL", "loud", "LOG_LEVEL='LOUD' is invalid: must be one of 'DEBUG', 'INFO', 'WARNING' or 'ERROR'"),
@@ -120,3 +120,86 @@ def test_cli_reports_bad_config_in_one_line(monkeypatch: pytest.MonkeyPatch) -> 
     assert result.exit_code == 2
     assert "WS_TOKENS_PER_CONNECTION='600' is invalid: must be >= 1 and <= 500" in result.output
     assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("var,value,schemes", [
+    # a scheme and no host: each is refused with the variable's own line
+    ("GAMMA_API_URL", "https://", "http:// or https://"),
+    ("GAMMA_API_URL", "http://:8080", "http:// or https://"),
+    ("LLM_BASE_URL", "https:///v1", "http:// or https://"),
+    ("LLM_BASE_URL", "http://user:pw@", "http:// or https://"),
+    ("CLOB_WS_URL", "wss://", "ws:// or wss://"),
+    ("CLOB_WS_URL", "ws://:9000/ws", "ws:// or wss://"),
+    ("REDIS_URL", "redis://", None),
+    ("REDIS_URL", "redis://:6379/0", None),
+    ("REDIS_URL", "rediss://:secret@", None),
+    ("REDIS_URL", "unix://", None),
+    ("REDIS_URL", "http://127.0.0.1:6379", None),
+])
+def test_a_url_needs_a_scheme_and_a_host(monkeypatch: pytest.MonkeyPatch, var: str, value: str,
+                                         schemes: str | None) -> None:
+    monkeypatch.setenv(var, value)
+    with pytest.raises(SettingsError) as exc:
+        load_settings()
+    want = (f"must be a URL starting with {schemes} and naming a host" if schemes else
+            "must be 'embedded', redis://host:port/db, rediss://... or unix:///path")
+    assert str(exc.value) == f"{var}={value!r} is invalid: {want}"
+
+
+@pytest.mark.parametrize("var,value,stored", [
+    ("GAMMA_API_URL", "http://127.0.0.1:8081/", "http://127.0.0.1:8081"),  # trailing slash dropped
+    ("GAMMA_API_URL", "https://gamma.example", "https://gamma.example"),
+    ("LLM_BASE_URL", "http://[::1]:9000/v1/", "http://[::1]:9000/v1"),
+    ("CLOB_WS_URL", "ws://localhost:9000/ws/market", "ws://localhost:9000/ws/market"),
+    ("REDIS_URL", "redis://127.0.0.1:6379/0", "redis://127.0.0.1:6379/0"),
+    ("REDIS_URL", "unix:///tmp/redis.sock", "unix:///tmp/redis.sock"),
+    ("REDIS_URL", " Embedded ", EMBEDDED_REDIS),
+    ("REDIS_URL", "", EMBEDDED_REDIS),
+])
+def test_good_urls_are_kept(monkeypatch: pytest.MonkeyPatch, var: str, value: str, stored: str) -> None:
+    monkeypatch.setenv(var, value)
+    assert getattr(load_settings(), var.lower()) == stored
+
+
+def test_polling_pace_is_bound_to_the_real_gamma_host_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("POLL_INTERVAL_SECONDS", "30")  # exactly the floor: allowed
+    assert load_settings().poll_interval_seconds == 30.0
+    monkeypatch.setenv("POLL_INTERVAL_SECONDS", "29.9")
+    with pytest.raises(SettingsError, match=r"^POLL_INTERVAL_SECONDS=29.9 is invalid: the real Gamma API"):
+        load_settings()
+    monkeypatch.setenv("GAMMA_API_URL", "https://gamma-api.polymarket.com.example")  # not the real host
+    assert load_settings().poll_interval_seconds == 29.9
+
+
+@pytest.mark.parametrize("var,value,message", [
+    ("MIN_COVERAGE", "1.5", "MIN_COVERAGE='1.5' is invalid: must be >= 0 and <= 1"),
+    ("MAX_COST", "0", "MAX_COST='0' is invalid: must be > 0 and <= 100"),
+    ("LLM_COVER_PROBABILITY", "0", "LLM_COVER_PROBABILITY='0' is invalid: must be > 0 and <= 1"),
+    ("LOG_FORMAT", "xml", "LOG_FORMAT='xml' is invalid: must be one of 'console' or 'json'"),
+    ("MONITOR_PORT", "70000", "MONITOR_PORT='70000' is invalid: must be >= 0 and <= 65535"),
+])
+def test_more_ranges_are_named(monkeypatch: pytest.MonkeyPatch, var: str, value: str, message: str) -> None:
+    monkeypatch.setenv(var, value)
+    with pytest.raises(SettingsError) as exc:
+        load_settings()
+    assert str(exc.value) == message
+
+
+def test_derived_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WS_MAX_CONNECTIONS", "3")
+    monkeypatch.setenv("WS_TOKENS_PER_CONNECTION", "7")
+    monkeypatch.setenv("LOG_LEVEL", "debug")
+    s = load_settings()
+    assert s.max_tokens_subscribed == 21 and s.log_level == "DEBUG" and s.embedded_redis and not s.llm_enabled
+
+
+@pytest.mark.parametrize("override,message", [
+    ({"llm_batch_size": 2.5}, "LLM_BATCH_SIZE=2.5 is invalid: must be a whole number"),  # int_from_float
+    ({"llm_batch_size": [1]}, "LLM_BATCH_SIZE=[1] is invalid: must be a whole number"),  # int_type
+    ({"max_cost": [1]}, "MAX_COST=[1] is invalid: must be a number"),  # float_type
+    ({"enable_redis_cache": [1]}, "ENABLE_REDIS_CACHE=[1] is invalid: must be true or false"),  # bool_type
+])
+def test_typed_overrides_are_described_too(override: dict, message: str) -> None:
+    with pytest.raises(SettingsError) as exc:
+        load_settings(**override)
+    assert str(exc.value) == message

@@ -1,0 +1,297 @@
+"""The CLOB frame parser and book tracker (connectors/clob_protocol.py), tested directly.
+
+Every test checks the book afterwards (the top of book and its sizes), not only that
+nothing raised: a change of size alone, a lowered and a raised top on each side, a level
+removed with size "0" or no size, `best_bid_ask` overrides, and bad frames or messages
+between good ones. The replay test feeds a random level stream (built with the stand-in's
+own message builders) with duplicated messages and garbage frames mixed in, and
+compares every token's top of book (and every level) with books kept by the test.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pytest
+
+from connectors.clob_protocol import BookTracker
+from polyalphascan.records import PriceUpdate
+from standins.clob_server import book_message, price_change_message
+from standins.protocols import BookSnapshot, LevelChange, PriceChange
+
+
+def tracker(*tokens: str, complements: tuple[str, ...] = (), shard: int = 2) -> BookTracker:
+    t = BookTracker(shard)
+    t.subscribed = set(tokens)
+    t.complements = set(complements)
+    return t
+
+
+def book(token: str, bids: list[tuple[str, str]], asks: list[tuple[str, str]], ts: Any = "100") -> dict[str, Any]:
+    msg: dict[str, Any] = {"event_type": "book", "asset_id": token, "market": "0x1",
+                           "bids": [{"price": p, "size": s} for p, s in bids],
+                           "asks": [{"price": p, "size": s} for p, s in asks]}
+    if ts is not None:
+        msg["timestamp"] = ts
+    return msg
+
+
+def change(*levels: tuple[str, str, str | None, str], ts: str = "200") -> dict[str, Any]:
+    """levels: (token, price, size or None for a missing size, "BUY" | "SELL")."""
+    out = []
+    for token, price, size, side in levels:
+        lv = {"asset_id": token, "price": price, "side": side}
+        if size is not None:
+            lv["size"] = size
+        out.append(lv)
+    return {"event_type": "price_change", "market": "0x1", "timestamp": ts, "price_changes": out}
+
+
+def top(u: PriceUpdate) -> tuple[Any, ...]:
+    return (u.token_id, u.best_bid, u.best_ask, u.bid_size, u.ask_size)
+
+
+def send(t: BookTracker, *msgs: Any, recv: int = 7) -> list[PriceUpdate]:
+    return t.handle(orjson.dumps(list(msgs) if len(msgs) > 1 else msgs[0]), recv)
+
+
+BASE = book("a", [("0.40", "10"), ("0.41", "5"), ("0.39", "0")], [("0.45", "7"), ("0.44", "0"), ("0.47", "2")])
+
+
+def test_book_snapshot_sets_the_top_and_every_field() -> None:
+    t = tracker("a", shard=4)
+    (u,) = send(t, BASE, recv=55)
+    assert u == PriceUpdate("a", 0.41, 0.45, 5.0, 7.0, 100, 55, 4)  # zero-size levels are no levels
+    assert t.bids["a"] == {0.40: 10.0, 0.41: 5.0} and t.asks["a"] == {0.45: 7.0, 0.47: 2.0}
+    assert t.events["book"] == 1 and not t.errors
+    # a snapshot replaces the book whole: old levels go
+    (u,) = send(t, book("a", [("0.30", "1")], [("0.60", "2")], ts=None))
+    assert top(u) == ("a", 0.30, 0.60, 1.0, 2.0) and u.exchange_ts_ms == 0
+    assert t.bids["a"] == {0.30: 1.0} and t.asks["a"] == {0.60: 2.0}
+    # an empty book: both sides empty
+    (u,) = send(t, book("a", [], []))
+    assert top(u) == ("a", None, None, None, None)
+    # the same snapshot again changes nothing: nothing emitted
+    assert send(t, book("a", [], [])) == []
+
+
+@pytest.mark.parametrize("level,want", [
+    (("a", "0.41", "9", "BUY"), ("a", 0.41, 0.45, 9.0, 7.0)),  # size alone at the top bid
+    (("a", "0.45", "1.5", "SELL"), ("a", 0.41, 0.45, 5.0, 1.5)),  # size alone at the top ask
+    (("a", "0.41", "0", "BUY"), ("a", 0.40, 0.45, 10.0, 7.0)),  # top bid removed: the bid is lowered
+    (("a", "0.41", None, "BUY"), ("a", 0.40, 0.45, 10.0, 7.0)),  # no size = removed
+    (("a", "0.43", "4", "BUY"), ("a", 0.43, 0.45, 4.0, 7.0)),  # a higher bid
+    (("a", "0.42", "3", "SELL"), ("a", 0.41, 0.42, 5.0, 3.0)),  # a lowered ask
+    (("a", "0.45", "0", "SELL"), ("a", 0.41, 0.47, 5.0, 2.0)),  # top ask removed: the ask is raised
+])
+def test_level_changes_move_the_top_on_the_right_side(level: tuple[str, str, str | None, str],
+                                                      want: tuple[Any, ...]) -> None:
+    t = tracker("a")
+    send(t, BASE)
+    (u,) = send(t, change(level, ts="250"), recv=9)
+    assert top(u) == want and (u.exchange_ts_ms, u.recv_ts_ms, u.shard) == (250, 9, 2)
+    assert t.top["a"] == want[1:]
+
+
+def test_changes_below_the_top_update_the_book_but_emit_nothing() -> None:
+    t = tracker("a")
+    send(t, BASE)
+    assert send(t, change(("a", "0.40", "12", "BUY"), ("a", "0.47", "0", "SELL"), ("a", "0.30", "0", "BUY"))) == []
+    assert t.bids["a"] == {0.40: 12.0, 0.41: 5.0} and t.asks["a"] == {0.45: 7.0}
+    # ...and they matter once the level above goes
+    (u,) = send(t, change(("a", "0.41", "0", "BUY"), ("a", "0.45", "0", "SELL")))
+    assert top(u) == ("a", 0.40, None, 12.0, None)
+
+
+def test_a_level_change_before_any_book_starts_one() -> None:
+    t = tracker("a")
+    (u,) = send(t, change(("a", "0.20", "3", "BUY")))
+    assert top(u) == ("a", 0.20, None, 3.0, None)
+    (u,) = send(t, change(("a", "0.30", "4", "SELL")))
+    assert top(u) == ("a", 0.20, 0.30, 3.0, 4.0)
+
+
+def test_one_update_per_token_per_frame_the_newest_state() -> None:
+    t = tracker("a", "b")
+    out = send(t, BASE, book("b", [("0.10", "1")], [("0.90", "1")]),
+               change(("a", "0.42", "8", "BUY"), ("b", "0.11", "2", "BUY")),
+               change(("a", "0.43", "6", "BUY"), ts="300"))
+    assert sorted(map(top, out)) == [("a", 0.43, 0.45, 6.0, 7.0), ("b", 0.11, 0.90, 2.0, 1.0)]
+    assert {u.token_id: u.exchange_ts_ms for u in out} == {"a": 300, "b": 200}
+
+
+def test_two_changes_with_the_same_timestamp_both_apply_in_order() -> None:
+    t = tracker("a")
+    send(t, BASE)
+    (u,) = send(t, change(("a", "0.42", "3", "BUY"), ts="500"))
+    assert top(u) == ("a", 0.42, 0.45, 3.0, 7.0)
+    (u,) = send(t, change(("a", "0.42", "0", "BUY"), ts="500"))  # same timestamp: still the newer message
+    assert top(u) == ("a", 0.41, 0.45, 5.0, 7.0) and u.exchange_ts_ms == 500
+
+
+def test_best_bid_ask_sets_the_top_and_keeps_known_sizes() -> None:
+    t = tracker("a")
+    send(t, BASE)
+    bba = {"event_type": "best_bid_ask", "asset_id": "a", "best_bid": "0.40", "best_ask": "0.47", "timestamp": "400"}
+    (u,) = send(t, bba)
+    # better levels than the announced top go; the announced levels keep the sizes known for them
+    assert top(u) == ("a", 0.40, 0.47, 10.0, 2.0) and u.exchange_ts_ms == 400
+    assert t.bids["a"] == {0.40: 10.0} and t.asks["a"] == {0.47: 2.0}
+    (u,) = send(t, {**bba, "best_bid": "0.44", "best_ask": "0.46"})  # unknown levels: size 0 until a change says
+    assert top(u) == ("a", 0.44, 0.46, 0.0, 0.0)
+    assert t.bids["a"] == {0.40: 10.0, 0.44: 0.0} and t.asks["a"] == {0.46: 0.0, 0.47: 2.0}
+    (u,) = send(t, {**bba, "best_bid": "", "best_ask": None})  # both sides emptied
+    assert top(u) == ("a", None, None, None, None) and t.bids["a"] == {} and t.asks["a"] == {}
+    assert t.events["best_bid_ask"] == 3
+
+
+def test_bad_input_is_counted_skipped_and_leaves_the_book_as_it_was() -> None:
+    t = tracker("a", complements=("na",))
+    send(t, BASE)
+    before = (dict(t.bids["a"]), dict(t.asks["a"]), t.top["a"])
+    bad: list[tuple[Any, str]] = [
+        ('{"event_type": "book", "asset_id": ', "malformed_frame"),
+        (b"\x00garbage", "malformed_frame"),
+        ('{"event_type": "mystery"}', "unknown_event_type"),
+        (orjson.dumps({**BASE, "asset_id": "zzz"}), "unknown_token"),
+        (orjson.dumps(book("a", [("1.7", "1")], [])), "price_out_of_range"),
+        (orjson.dumps(book("a", [("0.5", "1")], [("-0.1", "1")])), "price_out_of_range"),
+        (orjson.dumps(change(("a", "1.01", "3", "BUY"))), "price_out_of_range"),
+        ('{"event_type":"price_change","price_changes":"oops"}', "malformed_message"),
+        (orjson.dumps({"event_type": "book", "asset_id": "a"}), "malformed_message"),  # no levels
+        (orjson.dumps({"event_type": "book", "asset_id": "a", "bids": [{"price": "x", "size": "1"}], "asks": []}),
+         "malformed_message"),
+        (orjson.dumps({"event_type": "price_change", "price_changes": [{"asset_id": "a", "price": "0.5"}]}),
+         "malformed_message"),  # no side
+        ("[1, 2]", "malformed_message"),
+    ]
+    for frame, kind in bad:
+        errors = dict(t.errors)
+        assert t.handle(frame, 1) == [], frame
+        assert t.errors[kind] == errors.get(kind, 0) + (2 if frame == "[1, 2]" else 1), frame
+        assert (t.bids["a"], t.asks["a"], t.top["a"]) == before, frame  # the book is untouched
+    assert t.handle("PONG", 1) == [] and t.handle("INVALID OPERATION", 1) == []
+    assert (t.events["pong"], t.events["invalid_operation"]) == (1, 1)
+    assert send(t, {**BASE, "asset_id": "na"}) == [] and t.events["complement_skipped"] == 1
+    for kind in ("last_trade_price", "tick_size_change", "new_market", "market_resolved"):
+        assert send(t, {"event_type": kind, "asset_id": "a"}) == [] and t.events[kind] == 1
+    # a bad message inside an array does not cost the good ones around it
+    out = send(t, {"event_type": "mystery"}, change(("a", "0.43", "2", "BUY")), "junk", change(("zzz", "0.1", "1", "BUY")))
+    assert [top(u) for u in out] == [("a", 0.43, 0.45, 2.0, 7.0)]
+    # a rejected book does not replace the good one, and the next good message applies to it
+    assert send(t, book("a", [("0.5", "1")], [("2", "1")])) == []
+    (u,) = send(t, change(("a", "0.45", "0", "SELL")))
+    assert top(u) == ("a", 0.43, 0.47, 2.0, 2.0)
+
+
+def test_price_bounds_are_inclusive() -> None:
+    t = tracker("a")
+    (u,) = send(t, book("a", [("0", "1")], [("1", "2")]))
+    assert top(u) == ("a", 0.0, 1.0, 1.0, 2.0) and not t.errors
+
+
+def test_forget_drops_the_book_so_the_next_snapshot_is_emitted_again() -> None:
+    t = tracker("a")
+    send(t, BASE)
+    t.forget("a")
+    assert "a" not in t.bids and "a" not in t.asks and "a" not in t.top
+    (u,) = send(t, BASE)
+    assert top(u) == ("a", 0.41, 0.45, 5.0, 7.0)
+    t.forget("never-seen")  # no error
+
+
+def test_replaying_a_random_stream_with_duplicates_and_garbage_gives_its_books() -> None:
+    """A random level stream (the stand-in's own message builders) against books kept here:
+    duplicated messages change nothing (sizes are absolute), garbage costs nothing."""
+    import random
+
+    rng = random.Random(3)
+    tokens = [f"t{i}" for i in range(12)]
+    books: dict[str, dict[str, dict[float, float]]] = {}
+    for tok in tokens:
+        mid = rng.randint(20, 80)
+        books[tok] = {"BUY": {(mid - k) / 100: float(rng.randint(1, 50)) for k in range(1, 4)},
+                      "SELL": {(mid + k) / 100: float(rng.randint(1, 50)) for k in range(0, 3)}}
+    t = tracker(*tokens)
+    latest: dict[str, PriceUpdate] = {}
+    snaps = [book_message(BookSnapshot(tok, "0x1", tuple(b["BUY"].items()), tuple(b["SELL"].items())), "1")
+             for tok, b in books.items()]
+    for u in t.handle(orjson.dumps(snaps), 1):
+        latest[u.token_id] = u
+
+    def want(tok: str) -> tuple[Any, ...]:
+        bids, asks = books[tok]["BUY"], books[tok]["SELL"]
+        bb, ba = (max(bids) if bids else None), (min(asks) if asks else None)
+        return (tok, bb, ba, bids.get(bb) if bb is not None else None, asks.get(ba) if ba is not None else None)
+
+    assert {tok: top(latest[tok]) for tok in tokens} == {tok: want(tok) for tok in tokens}
+    for step in range(300):
+        frame: list[Any] = []
+        for _ in range(rng.randint(1, 4)):
+            tok, side = rng.choice(tokens), rng.choice(["BUY", "SELL"])
+            levels = books[tok][side]
+            other = books[tok]["SELL" if side == "BUY" else "BUY"]
+            if levels and rng.random() < 0.4:
+                price = rng.choice(sorted(levels))
+                size = 0.0 if rng.random() < 0.5 else float(rng.randint(1, 60))  # removed, or a size alone
+            else:
+                edge = (min(other) if other else 1.0) if side == "BUY" else (max(other) if other else 0.0)
+                ticks = range(1, round(edge * 100)) if side == "BUY" else range(round(edge * 100) + 1, 100)
+                if not ticks:
+                    continue
+                price, size = rng.choice(list(ticks)) / 100, float(rng.randint(1, 60))
+            if size:
+                levels[price] = size
+            else:
+                levels.pop(price, None)
+            msg = price_change_message(PriceChange("0x1", (LevelChange(tok, price, size, side, None, None),)),
+                                       str(10 + step))
+            frame.append(msg)
+            if rng.random() < 0.3:
+                frame.append(msg)
+        if rng.random() < 0.2:
+            frame.insert(rng.randrange(len(frame) + 1), {"event_type": "mystery"})
+        for u in t.handle(orjson.dumps(frame), 2):
+            latest[u.token_id] = u
+        if rng.random() < 0.2:
+            assert t.handle(b'{"event_type": "price_change", "price_', 3) == []  # garbage between frames
+    assert t.errors["malformed_frame"] > 0 and t.errors["unknown_event_type"] > 0
+    expected = {tok: want(tok) for tok in tokens}
+    assert {tok: (tok, *t.top[tok]) for tok in tokens} == expected
+    assert {tok: top(latest[tok]) for tok in tokens} == expected  # the last update emitted per token is the book
+    assert {tok: (t.bids[tok], t.asks[tok]) for tok in tokens} == {
+        tok: (books[tok]["BUY"], books[tok]["SELL"]) for tok in tokens}
+
+
+def test_counters_count_every_occurrence() -> None:
+    t = BookTracker()  # a fresh tracker knows no token: everything is unknown, nothing breaks
+    assert send(t, BASE) == [] and t.errors["unknown_token"] == 1
+    t.subscribed, t.complements = {"a"}, {"na"}
+    for _ in range(2):
+        send(t, BASE)
+        send(t, change(("a", "0.30", "1", "BUY")))
+        send(t, {**BASE, "asset_id": "na"})
+        send(t, {**BASE, "asset_id": "zzz"})
+        t.handle("PONG", 1)
+        send(t, {"event_type": "last_trade_price", "asset_id": "a"})
+        send(t, {"event_type": "mystery"})
+    assert (t.events["book"], t.events["price_change"], t.events["complement_skipped"], t.events["pong"],
+            t.events["last_trade_price"]) == (2, 2, 2, 2, 2)
+    assert (t.errors["unknown_token"], t.errors["unknown_event_type"]) == (3, 2)
+
+
+def test_unknown_levels_in_a_change_do_not_stop_the_known_ones_after_them() -> None:
+    t = tracker("a")
+    send(t, BASE)
+    (u,) = send(t, change(("zzz", "0.5", "1", "BUY"), ("a", "0.43", "4", "BUY")))
+    assert top(u) == ("a", 0.43, 0.45, 4.0, 7.0)
+    # removing a level that is not there is no error
+    assert send(t, change(("a", "0.20", "0", "BUY"))) == [] and not t.errors.get("malformed_message")
+
+
+def test_best_bid_ask_before_any_book() -> None:
+    t = tracker("a")
+    (u,) = send(t, {"event_type": "best_bid_ask", "asset_id": "a", "best_bid": "0.30", "best_ask": "0.35",
+                    "timestamp": "9"}, recv=77)
+    assert u == PriceUpdate("a", 0.30, 0.35, 0.0, 0.0, 9, 77, 2)

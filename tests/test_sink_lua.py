@@ -1,0 +1,254 @@
+"""Each branch of the sink's Lua scripts (connectors/portfolio_sink.py `_UPSERT`, `_REMOVE`)
+against the real redis-server, plus the writer's coalescing.
+
+mutmut does not mutate Lua inside a Python string, so these tests stand in for it: every
+guard and every write of the scripts has a test that fails when it is flipped or dropped
+(older timestamp rejected, equal timestamp with new data written, identical data a no-op,
+the opportunity set following profit both ways, alerts only on transitions, removals).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import orjson
+import pytest
+import redis
+
+from connectors.portfolio_sink import PortfolioWriter, change_key, portfolio_json
+from connectors.redis_layout import RedisKeys
+from connectors.redis_server import EmbeddedRedis
+from polyalphascan.records import (
+    CoverKind,
+    CoverSpec,
+    Leg,
+    LegQuote,
+    PortfolioQuote,
+    PortfolioRemoved,
+    PortfolioUpsert,
+    Side,
+)
+
+KEYS = RedisKeys("lua")
+SPEC = CoverSpec(CoverKind.LLM, (Leg("m1", Side.YES, "y1", "n1", "Q1?", "e1"), Leg("m2", Side.NO, "y2", "n2", "Q2?", "e2")),
+                 guaranteed=False, cover_probability=0.98, explanation="one implies the other")
+CID = SPEC.id
+
+
+def upsert(cost: float, ts: int, *, tier: int = 1, size: float = 5.0, spec: CoverSpec = SPEC,
+           guaranteed: bool = False) -> PortfolioUpsert:
+    profit = round(1.0 - cost, 10)
+    q = PortfolioQuote(spec.id, spec.kind, guaranteed,
+                       (LegQuote("m1", Side.YES, "y1", 0.4, size, 0.39), LegQuote("m2", Side.NO, "n2", cost - 0.4, 9.0, None)),
+                       cost, 1.0, profit, profit / cost * 100, 0.99 if tier == 1 else 0.91, 0.01, 0.99 - cost, tier,
+                       size if profit > 1e-9 else 0.0, ts)
+    return PortfolioUpsert(q, spec)
+
+
+@pytest.fixture()
+def writer(redis_server: EmbeddedRedis, redis_client: redis.Redis) -> Iterator[PortfolioWriter]:
+    w = PortfolioWriter(redis_server.url, KEYS, stream_max_len=100)
+    yield w
+    w.close()
+
+
+class Alerts:
+    """The alerts published on the channel, read as they arrive."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.ps = client.pubsub()
+        self.ps.subscribe(KEYS.alerts)
+        assert self.ps.get_message(timeout=2)["type"] == "subscribe"
+
+    def read(self, expect: int) -> list[dict]:
+        """The next `expect` alerts (waiting up to 2 s each), and a short look for any extra."""
+        got = []
+        while len(got) < expect and (msg := self.ps.get_message(timeout=2)) is not None:
+            got.append(orjson.loads(msg["data"]))
+        while (msg := self.ps.get_message(timeout=0.05)) is not None:
+            got.append(orjson.loads(msg["data"]))
+        return got
+
+
+@pytest.fixture()
+def alerts(redis_client: redis.Redis) -> Iterator[Alerts]:
+    a = Alerts(redis_client)
+    yield a
+    a.ps.close()
+
+
+def write(w: PortfolioWriter, change) -> int:  # noqa: ANN001
+    (r,) = w.write_now({change_key(change): change})
+    return r
+
+
+def record(client: redis.Redis) -> dict[str, bytes]:
+    return {k.decode(): v for k, v in client.hgetall(KEYS.portfolio(CID)).items()}
+
+
+def stream(client: redis.Redis) -> list[dict[str, bytes]]:
+    return [{k.decode(): v for k, v in f.items()} for _id, f in client.xrange(KEYS.changes)]
+
+
+def test_upsert_writes_every_field_and_the_stream_entry(writer: PortfolioWriter, redis_client: redis.Redis,
+                                                        alerts: Alerts) -> None:
+    ch = upsert(0.9, 1_764_000_000_123)
+    assert write(writer, ch) == 3  # written + tier-1 alert + profitable alert
+    rec = record(redis_client)
+    data = orjson.loads(rec["data"])
+    assert rec["data"] == portfolio_json(ch)
+    assert data == {
+        "id": CID, "kind": "llm", "guaranteed": False,
+        "legs": [{"market_id": "m1", "side": "YES", "token_id": "y1", "ask": 0.4, "ask_size": 5.0, "question": "Q1?",
+                  "event_id": "e1"},
+                 {"market_id": "m2", "side": "NO", "token_id": "n2", "ask": pytest.approx(0.5), "ask_size": 9.0,
+                  "question": "Q2?", "event_id": "e2"}],
+        "cost": 0.9, "payout": 1.0, "profit": pytest.approx(0.1), "profit_pct": pytest.approx(0.1 / 0.9 * 100),
+        "coverage": 0.99, "loss_probability": 0.01, "expected_profit": pytest.approx(0.09), "tier": 1,
+        "size_at_profit": 5.0, "updated_ms": 1_764_000_000_123, "explanation": "one implies the other",
+    }
+    assert rec["updated_ms"] == b"1764000000123"  # a whole number, never 1.764e+12
+    assert (rec["kind"], rec["guaranteed"], rec["tier"]) == (b"llm", b"0", b"1")
+    for name in ("cost", "payout", "profit", "profit_pct", "coverage", "expected_profit", "size_at_profit"):
+        assert float(rec[name]) == pytest.approx(data[name], abs=1e-12), name
+    assert redis_client.zscore(KEYS.ranking, CID) == pytest.approx(0.09)
+    assert redis_client.zscore(KEYS.opportunities, CID) == pytest.approx(0.1)
+    (entry,) = stream(redis_client)
+    assert entry == {"op": b"upsert", "id": CID.encode(), "data": rec["data"]}
+    got = alerts.read(2)
+    assert [(a["alert"], a["id"]) for a in got] == [("tier1", CID), ("profitable", CID)]
+    assert all(a["data"] == data for a in got)
+    assert redis_client.get(KEYS.schema) == b"1"
+    g = upsert(0.9, 5, spec=CoverSpec(CoverKind.TIMEFRAME, SPEC.legs, True, 1.0), guaranteed=True)
+    write(writer, g)
+    assert redis_client.hget(KEYS.portfolio(g.quote.cover_id), "guaranteed") == b"1"
+
+
+def test_timestamps_older_rejected_equal_and_newer_written(writer: PortfolioWriter, redis_client: redis.Redis) -> None:
+    assert write(writer, upsert(0.95, 1000, tier=2, size=5)) == 2  # profitable: one alert
+    before = (record(redis_client), redis_client.xlen(KEYS.changes))
+    assert write(writer, upsert(0.80, 999, tier=2)) == 0  # older: nothing
+    assert (record(redis_client), redis_client.xlen(KEYS.changes)) == before
+    assert write(writer, upsert(0.95, 1000, tier=2, size=5)) == 0  # identical: nothing
+    assert redis_client.xlen(KEYS.changes) == before[1]
+    # the same timestamp, other numbers (a size change in the same millisecond): written
+    assert write(writer, upsert(0.95, 1000, tier=2, size=3)) == 1
+    assert orjson.loads(record(redis_client)["data"])["size_at_profit"] == 3.0
+    assert redis_client.xlen(KEYS.changes) == before[1] + 1
+    assert write(writer, upsert(0.93, 1001, tier=2, size=3)) == 1  # newer
+    assert float(record(redis_client)["cost"]) == 0.93 and record(redis_client)["updated_ms"] == b"1001"
+    assert redis_client.xlen(KEYS.changes) == before[1] + 2
+
+
+def test_opportunities_follow_profit_both_ways(writer: PortfolioWriter, redis_client: redis.Redis) -> None:
+    write(writer, upsert(0.95, 1, tier=2))
+    assert redis_client.zscore(KEYS.opportunities, CID) == pytest.approx(0.05)
+    write(writer, upsert(1.0, 2, tier=2))  # exactly break-even: no opportunity
+    assert redis_client.zscore(KEYS.opportunities, CID) is None
+    assert redis_client.zscore(KEYS.ranking, CID) == pytest.approx(0.99 - 1.0)  # still ranked
+    write(writer, upsert(0.98, 3, tier=2))
+    assert redis_client.zscore(KEYS.opportunities, CID) == pytest.approx(0.02)
+    write(writer, upsert(1.07, 4, tier=2))  # turns unprofitable
+    assert redis_client.zscore(KEYS.opportunities, CID) is None
+    assert redis_client.zscore(KEYS.ranking, CID) == pytest.approx(0.99 - 1.07)
+
+
+def test_alerts_only_on_transitions_into_tier_1_and_into_profit(writer: PortfolioWriter, alerts: Alerts) -> None:
+    steps = [  # (cost, tier) -> the alerts it must raise, the script's result
+        ((1.02, 2), [], 1),
+        ((1.01, 1), ["tier1"], 2),  # tier 2 -> 1
+        ((1.03, 1), [], 1),  # still tier 1
+        ((1.00, 1), [], 1),  # break-even is not profit
+        ((0.97, 1), ["profitable"], 2),  # from exactly zero profit into profit
+        ((0.96, 1), [], 1),  # still profitable
+        ((0.96, 2), [], 1),  # tier 1 -> 2
+        ((1.04, 2), [], 1),  # profit lost
+        ((0.90, 1), ["tier1", "profitable"], 3),  # both at once
+    ]
+    for ts, ((cost, tier), want, result) in enumerate(steps, start=1):
+        assert write(writer, upsert(cost, ts, tier=tier)) == result, (cost, tier)
+        assert [a["alert"] for a in alerts.read(len(want))] == want, (cost, tier)
+
+
+def test_removal_of_a_live_and_of_an_absent_portfolio(writer: PortfolioWriter, redis_client: redis.Redis) -> None:
+    other = upsert(0.9, 1, spec=CoverSpec(CoverKind.TIMEFRAME, SPEC.legs, True, 1.0))
+    write(writer, upsert(0.9, 1))
+    write(writer, other)
+    n = redis_client.xlen(KEYS.changes)
+    assert write(writer, PortfolioRemoved(CID, "market_closed")) == 1
+    assert not redis_client.exists(KEYS.portfolio(CID))
+    assert redis_client.zscore(KEYS.ranking, CID) is None and redis_client.zscore(KEYS.opportunities, CID) is None
+    last = stream(redis_client)[-1]
+    assert last == {"op": b"remove", "id": CID.encode(), "data": b"", "reason": b"market_closed"}
+    # the other portfolio is untouched
+    assert redis_client.exists(KEYS.portfolio(other.quote.cover_id))
+    assert redis_client.zscore(KEYS.opportunities, other.quote.cover_id) == pytest.approx(0.1)
+    # removing it again (a replay) writes nothing
+    assert write(writer, PortfolioRemoved(CID, "market_closed")) == 0
+    assert redis_client.xlen(KEYS.changes) == n + 1
+    # re-registered after a removal: written again even with an older timestamp (nothing to compare with)
+    assert write(writer, upsert(0.92, 0)) == 3
+    assert orjson.loads(record(redis_client)["data"])["cost"] == 0.92
+
+
+def test_the_change_stream_is_capped(redis_server: EmbeddedRedis, redis_client: redis.Redis) -> None:
+    w = PortfolioWriter(redis_server.url, KEYS, stream_max_len=100)
+    try:
+        for ts in range(1, 1001):
+            w.write_now({CID: upsert(0.9 + (ts % 2) * 0.01, ts)})
+    finally:
+        w.close()
+    # MAXLEN ~ trims whole stream nodes (100 entries each): never below the cap, never far above
+    assert 100 <= redis_client.xlen(KEYS.changes) <= 300
+
+
+def test_writer_coalesces_newest_wins_and_forgets_removed_portfolios(redis_server: EmbeddedRedis,
+                                                                     redis_client: redis.Redis) -> None:
+    server = EmbeddedRedis().start()  # a private server that is stopped, so nothing is taken while we look
+    server.stop()
+    w = PortfolioWriter(server.url, KEYS, backoff_initial=0.05, backoff_max=0.1)
+    try:
+        other = upsert(0.9, 1, spec=CoverSpec(CoverKind.TIMEFRAME, SPEC.legs, True, 1.0))
+        w.submit([upsert(0.9, 1), other])
+        w.submit([upsert(0.8, 2)])
+        w.submit([PortfolioRemoved(other.quote.cover_id, "filtered")])
+        with w._cv:
+            pending = dict(w._pending)
+            live = dict(w._live)
+        # in-flight batches come back to the pending map; the newest change of each portfolio wins
+        deadline = time.monotonic() + 5
+        while len(pending) != 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+            with w._cv:
+                pending = dict(w._pending)
+        assert pending[CID].quote.cost == 0.8
+        assert pending[other.quote.cover_id] == PortfolioRemoved(other.quote.cover_id, "filtered")
+        assert set(live) == {CID} and live[CID].quote.cost == 0.8
+        # a change that arrived while a batch was out is not overwritten by the batch coming back
+        w._putback({CID: upsert(0.7, 0)})
+        with w._cv:
+            assert w._pending[CID].quote.cost == 0.8
+    finally:
+        w.close(timeout=0.5)
+
+
+def test_sink_partition_flushes_on_close_and_metrics_writer_writes_at_stop(redis_server: EmbeddedRedis,
+                                                                           redis_client: redis.Redis) -> None:
+    from connectors.portfolio_sink import MetricsWriter, PortfolioSink, read_metrics
+    from polyalphascan.metrics import metrics
+
+    part = PortfolioSink(redis_server.url, "lua", stream_max_len=100).build("sink", 0, 1)
+    part.write_batch([upsert(0.9, 1), upsert(0.8, 2)])  # coalesced: the newer one is written
+    part.close()  # returns once the writer has written everything
+    assert float(redis_client.hget(KEYS.portfolio(CID), "cost")) == 0.8
+    assert part.writer.pending == 0 and not part.writer._thread.is_alive()
+    g = metrics("luatest")
+    g.reset()
+    g.set("answer", 42)
+    g.set("shape", {"a": 1})  # not a number: stored as JSON, skipped when summed
+    mw = MetricsWriter(redis_server.url, "lua", interval=60, ttl=7).start()
+    mw.stop()  # the final write happens at stop, whatever the interval
+    key = KEYS.metrics("luatest", mw.process)
+    assert redis_client.hget(key, "shape") == b'{"a":1}' and 0 < redis_client.ttl(key) <= 7
+    assert read_metrics(redis_client, KEYS, "luatest") == {"answer": 42.0}
