@@ -43,7 +43,6 @@ from operators.labels import (
     iso_day,
     is_placeholder,
     label_date,
-    label_is_range,
     parse_threshold,
     states_bucket,
     states_deadline,
@@ -85,38 +84,35 @@ def _loose_date(m: Market, event_end: date | None) -> date | None:
 
 
 def _deadline_rung(m: Market, title: str, event_end: date | None) -> tuple[date | None, str]:
-    """The deadline of a cumulative "by <date>" market and where it was read, or (None, why not)."""
+    """The deadline of a cumulative "by <date>" market and where it was read, or (None, "")."""
     label, question = m.group_item_title, m.question
     if not (states_deadline(label) or states_deadline(question)
             or (states_deadline(title) and not states_bucket(label) and not states_bucket(question))):
-        return None, "no 'by/before' wording"
+        return None, ""
     ld = label_date(label)
-    if ld is None:
-        return None, "label is no date"
-    if ld.value is not None:
-        return ld.value, f"label {label!r}"
+    if ld is None or (not ld.needs_year and ld.value is None):
+        return None, ""
     if not ld.needs_year:
-        return None, "label date out of range"
+        return ld.value, f"label {label!r}"
     q_date = full_date_in(question)
     if q_date is not None and (q_date.month, q_date.day) == (ld.month, ld.day):
         return date_with_year(ld, q_date.year), f"label {label!r}, year from the question"
     years = years_in(question)
     if len(years) == 1:
         return date_with_year(ld, years.pop()), f"label {label!r}, year from the question"
-    if event_end is not None:
-        d = date_with_year(ld, event_end.year)
-        if d is not None and d <= event_end:
-            return d, f"label {label!r}, year of the event's end date"
-    return None, "no year for the label"
+    d = date_with_year(ld, event_end.year) if event_end is not None else None
+    if d is not None and event_end is not None and d <= event_end:
+        return d, f"label {label!r}, year of the event's end date"
+    return None, ""
 
 
 def _bar_rung(m: Market, title: str) -> tuple[str | None, str]:
-    """The direction of a threshold market and where it was read, or (None, why not)."""
+    """The direction of a threshold market and where it was read, or (None, "")."""
     for where, text in (("label", m.group_item_title), ("question", m.question), ("title", title)):
         direction = direction_of(text)
         if direction is not None:
             return direction, f"{direction} ({where})"
-    return None, "no direction stated"
+    return None, ""
 
 
 def _partition(named: list[Market], exclusive: bool, placeholders: int) -> PartitionType:
@@ -127,8 +123,7 @@ def _partition(named: list[Market], exclusive: bool, placeholders: int) -> Parti
         return PartitionType.CANDIDATE
     if all(label and label_date(label) is not None for label in labels):
         return PartitionType.TIMEFRAME
-    if all(label and parse_threshold(label) is not None for label in labels) \
-            and not any(label_is_range(label) for label in labels):
+    if all(label and parse_threshold(label) is not None for label in labels):  # a range is no number
         return PartitionType.THRESHOLD
     return PartitionType.CANDIDATE
 
@@ -170,7 +165,7 @@ def group_event(event: Event) -> Group | None:
         return None
     placeholders = sum(1 for m in event.markets if not m.closed and is_placeholder(m.group_item_title))
     exclusive = venue_exclusive(event, named)
-    reason = exhaustive_reason(event) if exclusive else "not neg-risk"
+    reason = exhaustive_reason(event) if exclusive else None
     ptype = _partition(named, exclusive, placeholders)
     event_end = iso_day(event.end_date)
     return Group(
@@ -182,7 +177,7 @@ def group_event(event: Event) -> Group | None:
         end_date=event.end_date,
         neg_risk=event.neg_risk,
         placeholders_dropped=placeholders,
-        exhaustive=exclusive and reason is None,
+        exhaustive=exclusive and reason is None,  # (a group that is not exclusive has no reason)
         facts=_facts(event, exclusive, reason),
     )
 

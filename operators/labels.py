@@ -6,7 +6,7 @@ returns None (or False) for what it cannot read, and never raises.
 - dates: "March 31, 2026", "June 30" (year from elsewhere), "Q2 2026", "2027",
   "March 2026", "end of 2025", "by end of 2025", "Before 2027", "before March 2026";
 - numbers: "$1.2M", "↑ 120,000", "110M+", "<60M", "10 or more", "at least 5";
-- ranges: "200-219", "$1–2M", "10 to 20" (a bucket, never a bar of a ladder);
+- ranges: "200-219", "$1–2M", "10 to 20" are no single number (a bucket, never a bar);
 - direction of a bar: above ("↑", ">", "N+", "or more", "at least", "reach", …) or
   below ("↓", "<", "or fewer", "or less", "dip to", "under", …); "hit" states none (a price
   hits a bar from either side);
@@ -18,6 +18,7 @@ returns None (or False) for what it cannot read, and never raises.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -51,7 +52,6 @@ _NUMBER = re.compile(
     rf"\$?\s*{_NUM}\s*(?:\+|or\s+(?:more|higher|above|fewer|less|lower|below))?\s*$",
     re.I,
 )
-_RANGE = re.compile(r"\d[\d,]*(?:\.\d+)?\s*(?:[kmb%]|bn)?\s*(?:-|–|—|to)\s*\$?\s*\d", re.I)
 _SCALE = {"k": 1e3, "m": 1e6, "b": 1e9, "bn": 1e9, "%": 1.0}
 
 _PLACEHOLDER = re.compile(
@@ -88,14 +88,14 @@ def _date(year: int, month: int, day: int) -> date | None:
 
 
 def _last_day(year: int, month: int) -> date | None:
-    if not MIN_YEAR <= year <= MAX_YEAR or not 1 <= month <= 12:
+    if not MIN_YEAR <= year <= MAX_YEAR:
         return None
     first_next = date(year + 1, 1, 1) if month == 12 else date(year, month + 1, 1)
     return first_next - timedelta(days=1)
 
 
 def _minus_day(d: date | None) -> date | None:
-    return d - timedelta(days=1) if d is not None and d > date(MIN_YEAR, 1, 1) else None
+    return d - timedelta(days=1) if d is not None else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,9 +171,7 @@ def iso_day(value: object) -> date | None:
 
 def parse_threshold(label: str) -> float | None:
     """The number of a single-number label ("$1.2M" → 1.2e6, "↑ 120k" → 120000, "110M+"),
-    or None (no number, a range, a date)."""
-    if label_is_range(label):
-        return None
+    or None (no number, a range, a date, a number too large to be finite)."""
     m = _NUMBER.match(label)
     if not m:
         return None
@@ -182,12 +180,7 @@ def parse_threshold(label: str) -> float | None:
     except ValueError:
         return None
     value *= _SCALE.get((m.group(2) or "").lower(), 1.0)
-    return value if value == value and value not in (float("inf"), float("-inf")) else None
-
-
-def label_is_range(label: str) -> bool:
-    """A bucket label ("200-219", "$1–2M", "10 to 20"), one of several exclusive outcomes."""
-    return bool(_RANGE.search(label))
+    return value if math.isfinite(value) else None
 
 
 def direction_of(text: str) -> str | None:

@@ -26,30 +26,29 @@ def leg(group: Group, market: GroupMarket, side: Side) -> Leg:
 
 def _pair(kind: CoverKind, group: Group, yes: GroupMarket, no: GroupMarket, why: str) -> CoverSpec:
     return CoverSpec(kind, (leg(group, yes, Side.YES), leg(group, no, Side.NO)), guaranteed=True,
-                     cover_probability=1.0, payout=1.0, explanation=why)
+                     cover_probability=1.0, explanation=why)
 
 
 def _timeframe(group: Group) -> list[CoverSpec]:
     out: list[CoverSpec] = []
-    rungs = sorted((m for m in group.markets if m.cumulative and m.resolution_date),
-                   key=lambda m: m.resolution_date or "")
-    for i, early in enumerate(rungs):
-        for late in rungs[i + 1:]:
-            if (late.resolution_date or "") > (early.resolution_date or ""):
+    rungs = sorted(((m.resolution_date, m) for m in group.markets if m.cumulative and m.resolution_date),
+                   key=lambda dm: dm[0])
+    for i, (early_date, early) in enumerate(rungs):
+        for late_date, late in rungs[i + 1:]:
+            if late_date > early_date:
                 out.append(_pair(CoverKind.TIMEFRAME, group, late, early,
-                                 f"rule timeframe ({group.facts}): by {early.resolution_date} "
-                                 f"[{early.basis}] implies by {late.resolution_date} [{late.basis}]"))
+                                 f"rule timeframe ({group.facts}): by {early_date} [{early.basis}] implies "
+                                 f"by {late_date} [{late.basis}]"))
     return out
 
 
 def _threshold(group: Group) -> list[CoverSpec]:
     out: list[CoverSpec] = []
-    rungs = sorted((m for m in group.markets if m.cumulative and m.threshold is not None),
-                   key=lambda m: m.threshold or 0.0)
-    for i, low in enumerate(rungs):
-        for high in rungs[i + 1:]:
-            if (high.threshold or 0.0) <= (low.threshold or 0.0) or low.direction != high.direction \
-                    or low.resolution_date != high.resolution_date:
+    rungs = sorted(((m.threshold, m) for m in group.markets if m.cumulative and m.threshold is not None),
+                   key=lambda tm: tm[0])
+    for i, (low_bar, low) in enumerate(rungs):
+        for high_bar, high in rungs[i + 1:]:
+            if high_bar <= low_bar or low.direction != high.direction or low.resolution_date != high.resolution_date:
                 continue  # equal bars, a "reach" bar against a "dip to" bar, or two dates: no implication
             on = f"on {low.resolution_date}"
             if low.direction == "above":
@@ -73,16 +72,18 @@ def _exclusive(group: Group) -> list[CoverSpec]:
                                  f"resolves YES, so their NOs pay at least {n - 1}")]
     if group.exhaustive:
         out.append(CoverSpec(CoverKind.ALL_YES, tuple(leg(group, m, Side.YES) for m in ms), guaranteed=True,
-                             cover_probability=1.0, payout=1.0,
+                             cover_probability=1.0,
                              explanation=f"rule all_yes ({group.facts}): exactly one of the {n} outcomes "
                                          f"[{names}] resolves YES"))
     return out
 
 
 def rule_covers(group: Group) -> list[CoverSpec]:
-    if group.partition_type is PartitionType.TIMEFRAME and not group.mutually_exclusive:
+    """Ladders exist only in groups that are not exclusive: grouping makes every exclusive
+    (neg-risk) group a CANDIDATE."""
+    if group.partition_type is PartitionType.TIMEFRAME:
         return _timeframe(group)
-    if group.partition_type is PartitionType.THRESHOLD and not group.mutually_exclusive:
+    if group.partition_type is PartitionType.THRESHOLD:
         return _threshold(group)
     if group.mutually_exclusive and len(group.markets) >= 2:
         return _exclusive(group)

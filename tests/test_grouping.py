@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from operators.grouping import event_group, group_event
-from operators.labels import direction_of, label_date, parse_threshold
+from operators.labels import date_with_year, direction_of, label_date, parse_threshold
 from operators.rule_covers import rule_covers
 from polyalphascan.records import CoverKind, Event, Market, PartitionType
 
@@ -255,12 +255,31 @@ def test_single_and_empty() -> None:
     assert empty.markets == () and rule_covers(empty) == []
 
 
+def test_label_date_bounds_and_before_forms() -> None:
+    def d(label: str) -> str | None:
+        ld = label_date(label)
+        return ld.value.isoformat() if ld is not None and ld.value is not None else None
+
+    assert [d(x) for x in ("2000", "2099", "1999", "2100")] == ["2000-12-31", "2099-12-31", None, None]
+    assert [d(x) for x in ("January 1, 2000", "December 31, 2100", "December 31, 1999", "January 1, 2101")] == \
+        ["2000-01-01", "2100-12-31", None, None]
+    assert d("2027") == "2027-12-31" and d("Q1 2026") == "2026-03-31" and d("March 2026") == "2026-03-31"
+    assert d("Before March 1, 2026") == "2026-02-28" and d("Before 2000") is None
+    assert d("by end of March 2026") == "2026-03-31" and d("before January 2026") == "2025-12-31"
+    first, last, before = label_date("March 1"), label_date("March 31st"), label_date("Before June 30")
+    assert (first.needs_year, first.month, first.day, first.before) == (True, 3, 1, False)
+    assert (last.month, last.day) == (3, 31) and label_date("March 32") is None and label_date("March 0") is None
+    assert before.before and date_with_year(before, 2026).isoformat() == "2026-06-29"
+    assert date_with_year(first, 2026).isoformat() == "2026-03-01" and date_with_year(label_date("June 31"), 2026) is None
+
+
 def test_label_readers() -> None:
     assert label_date("Q1 0000").value is None and label_date("Week of March 9") is None
     assert label_date("by end of 2025").value.isoformat() == "2025-12-31"
     assert label_date("before March 2026").value.isoformat() == "2026-02-28"
     assert parse_threshold("$1.2M") == 1.2e6 and parse_threshold("↑ 120,000") == 120_000
     assert parse_threshold("200-219") is None and parse_threshold("Alice") is None
+    assert parse_threshold("$" + "9" * 400) is None and parse_threshold("1.5bn") == 1.5e9
     assert [direction_of(x) for x in ("110M+", "<60M", "10 or more", "fewer than 3", "exactly 5", "hit $80k")] == \
         ["above", "below", "above", "below", None, None]
 
@@ -281,3 +300,133 @@ def test_grouping_never_raises_on_any_text(rows, title, neg_risk, augmented, end
         assert spec.guaranteed and len(spec.legs) >= 2
         if spec.kind is CoverKind.ALL_YES:
             assert neg_risk and not augmented
+
+
+# ---------------------------------------------------------------- the proof each cover states
+def test_explanations_state_the_rule_the_facts_and_the_numbers() -> None:
+    g = group_event(ev([mk(1, "Alice"), mk(2, "Bob"), mk(3, "Carol")], neg_risk=True))
+    all_no, all_yes = sorted(rule_covers(g), key=lambda s: s.kind.value)
+    assert all_no.explanation == ("rule all_no (negRisk=true, negRiskAugmented=false; exhaustive: every outcome "
+                                  "listed and open): at most one of the 3 outcomes ['Alice', 'Bob', 'Carol'] "
+                                  "resolves YES, so their NOs pay at least 2")
+    assert all_yes.explanation.startswith("rule all_yes (negRisk=true") and \
+        all_yes.explanation.endswith("exactly one of the 3 outcomes ['Alice', 'Bob', 'Carol'] resolves YES")
+    below = group_event(ev([mk(1, "↓ 50", "Will X dip to 50?"), mk(2, "↓ 40", "Will X dip to 40?")]))
+    (spec,) = rule_covers(below)
+    assert spec.explanation == ("rule threshold (negRisk=false, negRiskAugmented=false): below ↓ 40 [below (label)] "
+                                "implies below ↓ 50 [below (label)] on 2026-12-31")
+    assert all(s.payout == 1.0 for s in (spec, all_yes)) and all_no.payout == 2.0
+
+
+def test_an_equal_bar_does_not_hide_the_next_one() -> None:
+    e = ev([mk(1, "$100k", "Will BTC be above $100k?"), mk(2, "$100k", "Will BTC be above $100k?"),
+            mk(3, "$120k", "Will BTC be above $120k?")])
+    assert covers(e) == [("threshold", (("1", "YES"), ("3", "NO"))), ("threshold", (("2", "YES"), ("3", "NO")))]
+
+
+def test_bars_without_an_end_date_are_no_rungs() -> None:
+    e = ev([mk(1, "$100k", "Will BTC be above $100k?", end=None), mk(2, "$120k", "Will BTC be above $120k?", end=None)])
+    assert [m.cumulative for m in group_event(e).markets] == [False, False]
+    assert covers(e) == []
+
+
+def test_facts_name_the_flags_and_why_a_basket_is_not_exhaustive() -> None:
+    cases = [
+        (ev([mk(1, "Alice"), mk(2, "Bob")], neg_risk=True, augmented=True),
+         "negRisk=true, negRiskAugmented=true; not exhaustive: negRiskAugmented=true: outcomes can still be added"),
+        (ev([mk(1, "Alice"), mk(2, "Bob"), mk(3, "Person K", active=False)], neg_risk=True),
+         "negRisk=true, negRiskAugmented=false; not exhaustive: placeholder outcome 'Person K'"),
+        (ev([mk(1, "Alice"), mk(2, "Bob"), mk(3, "Carol", active=False)], neg_risk=True),
+         "negRisk=true, negRiskAugmented=false; not exhaustive: outcome 'Carol' is listed inactive"),
+        (ev([mk(1, "Alice"), mk(2, "Bob"), mk(3, "", active=False)], neg_risk=True),
+         "negRisk=true, negRiskAugmented=false; not exhaustive: outcome '3' is listed inactive"),
+        (ev([mk(1, "Alice"), mk(2, "Bob"), mk(3, "Carol", closed=True, yes_price=1.0)], neg_risk=True),
+         "negRisk=true, negRiskAugmented=false; not exhaustive: market 3 closed without resolving NO"),
+        (ev([mk(1, "Alice"), mk(2, "Bob")], neg_risk=True),
+         "negRisk=true, negRiskAugmented=false; exhaustive: every outcome listed and open"),
+        (ev([mk(1, "Alice"), mk(2, "Bob")], augmented=True), "negRisk=false, negRiskAugmented=true"),
+    ]
+    for event, facts in cases:
+        g = group_event(event)
+        assert g.facts == facts
+        assert g.exhaustive is facts.endswith("listed and open")
+
+
+def test_group_fields_carry_the_event_and_every_market_field() -> None:
+    e = ev([mk(1, "March 31, 2026", "Will X happen by March 31, 2026?", end="2026-03-31T00:00:00Z"),
+            mk(2, "June 30, 2026", "Will X happen by June 30, 2026?", end="2026-06-30T00:00:00Z")],
+           title="X by...?", end="2026-06-30T00:00:00Z")
+    g = group_event(e)
+    assert (g.event_id, g.title, g.end_date, g.neg_risk, g.mutually_exclusive, g.placeholders_dropped) == \
+        ("1", "X by...?", "2026-06-30T00:00:00Z", False, False, 0)
+    first = g.markets[0]
+    assert (first.market_id, first.question, first.label, first.yes_token, first.no_token) == \
+        ("1", "Will X happen by March 31, 2026?", "March 31, 2026", "y1", "n1")
+    assert (first.resolution_date, first.cumulative, first.basis, first.threshold, first.direction) == \
+        ("2026-03-31", True, "label 'March 31, 2026'", None, None)
+    closed = event_group(ev([mk(1, "x", closed=True)], title="Gone", neg_risk=True, end="2026-01-01T00:00:00Z"))
+    assert (closed.event_id, closed.title, closed.partition_type, closed.end_date, closed.neg_risk) == \
+        ("1", "Gone", PartitionType.SINGLE, "2026-01-01T00:00:00Z", True)
+
+
+def test_dates_of_outcomes_for_matching_across_events() -> None:
+    """Not a rung's proof: the best date an outcome has, for the LLM step's date checks."""
+    def date_of(m: Market, end: str | None = "2026-12-31T00:00:00Z") -> str | None:
+        return group_event(ev([m, mk(9, "Zed")], neg_risk=True, end=end)).markets[0].resolution_date
+
+    assert date_of(mk(1, "Q2 2026")) == "2026-06-30"
+    assert date_of(mk(1, "June 30")) == "2026-06-30"  # the event's end year
+    assert date_of(mk(1, "June 30", end=None), end=None) is None  # no year anywhere
+    assert date_of(mk(1, "Alice", "Will Alice win by March 1, 2027?")) == "2027-03-01"
+    assert date_of(mk(1, "Alice", desc="known by May 5, 2027")) == "2027-05-05"
+    assert date_of(mk(1, "Alice", end="2028-01-02T00:00:00Z")) == "2028-01-02"
+    assert date_of(mk(1, "Alice", end=None)) is None
+
+
+def test_a_title_deadline_needs_labels_and_questions_without_a_window() -> None:
+    def rungs(label: str, question: str) -> list[bool]:
+        e = ev([mk(1, label, question), mk(2, "June 30, 2026", "Will X happen by June 30, 2026?")], title="X by...?")
+        return [m.cumulative for m in group_event(e).markets]
+
+    assert rungs("March 31, 2026", "Will X happen?") == [True, True]  # the title says "by"
+    assert rungs("March 31, 2026", "Will X happen in the week of March 31?") == [False, True]
+    assert rungs("March 31, 2026", "Will X happen during March 2026?") == [False, True]
+    plain = ev([mk(1, "March 31, 2026", "Will X happen?"), mk(2, "June 30, 2026", "Will X happen?")], title="When?")
+    assert [m.cumulative for m in group_event(plain).markets] == [False, False]
+
+
+def test_the_year_of_a_month_day_label() -> None:
+    def date_of(question: str, end: str) -> str | None:
+        e = ev([mk(1, "December 31", question, end=end), mk(2, "Q1 2030", "Will X happen by Q1 2030?", end=end)],
+               end=end)
+        m = group_event(e).markets[0]
+        return m.resolution_date if m.cumulative else None
+
+    # the question's own full date wins, even when it names another year too
+    assert date_of("Will the 2025 deal close by December 31, 2026?", "2027-03-31T00:00:00Z") == "2026-12-31"
+    # one year in the question
+    assert date_of("Will X happen by December 31 (2027)?", "2029-06-30T00:00:00Z") == "2027-12-31"
+    # two years and no full date: the event's end year, only if that is not past the end
+    assert date_of("Will the 2025 deal close by December 31 and not in 2026?", "2029-12-31T00:00:00Z") == "2029-12-31"
+    assert date_of("Will the 2025 deal close by December 31 and not in 2026?", "2029-06-30T00:00:00Z") is None
+
+
+def test_where_a_bar_direction_was_read() -> None:
+    e = ev([mk(1, "$100k", "Will BTC close above $100k?"), mk(2, "$120k", "Will BTC close above $120k?")])
+    assert [m.basis for m in group_event(e).markets] == ["above (question)", "above (question)"]
+    t = ev([mk(1, "$100k", "Will BTC close at $100k?"), mk(2, "$120k", "Will BTC close at $120k?")],
+           title="BTC above ___ on Dec 31?")
+    assert [m.basis for m in group_event(t).markets] == ["above (title)", "above (title)"]
+
+
+def test_what_is_no_rung_has_no_basis_and_never_raises() -> None:
+    dates = ev([mk(1, "Q1 0000", "Will X happen by Q1 0000?"), mk(2, "December 31", "Will X happen by December 31?"),
+                mk(3, "June 30, 2026", "Will X happen by June 30, 2026?"), mk(4, "July 31, 2026", "Will X?")],
+               end=None)
+    g = group_event(dates)
+    assert g.partition_type is PartitionType.TIMEFRAME
+    assert [(m.cumulative, m.basis) for m in g.markets] == \
+        [(False, ""), (False, ""), (True, "label 'June 30, 2026'"), (False, "")]
+    bars = ev([mk(1, "$100k", "Will BTC close at $100k?"), mk(2, "$120k", "Will BTC close above $120k?")])
+    assert [(m.cumulative, m.basis) for m in group_event(bars).markets] == [(False, ""), (True, "above (question)")]
+    assert group_event(ev([mk(1, "Alice"), mk(2, "Bob")], neg_risk=True)).neg_risk is True
