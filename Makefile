@@ -5,13 +5,13 @@ PY ?= $(shell for p in python3.11 python3.12 python3; do \
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench clean venv mutate
+.PHONY: demo test clean venv mutate
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml requirements.lock
 	@test -n "$(PY)" || { echo "error: Python 3.11 or 3.12 is required (bytewax 0.21.1 has no wheels for 3.13+)"; exit 1; }
 	$(PY) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(VENV)/bin/python -m pip install --quiet -e '.[dev]'
+	$(VENV)/bin/python -m pip install --quiet -c requirements.lock -e '.[dev]'
 	@touch $(STAMP)
 
 venv: $(STAMP)

@@ -4,7 +4,7 @@ A plain websockets + orjson client subscribes to all YES tokens (one connection,
 over 20); the server's price walk runs flat out; we count price levels received for
 subscribed tokens over a fixed window.
 
-    .venv/bin/python bench/clob_rate.py [--events 2700] [--seconds 5]
+    .venv/bin/python -m bench.clob_rate [--events 2700] [--seconds 5]
 """
 
 from __future__ import annotations

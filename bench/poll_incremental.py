@@ -3,16 +3,20 @@
 Prints events fetched and processed per poll for both modes side by side, and the ratio
 (goal: incremental processes at most 1 % of what a full pass does).
 
-    .venv/bin/python bench/poll_incremental.py [--events 5000] [--polls 5] [--new 10]
+    .venv/bin/python -m bench.poll_incremental [--events 5000] [--polls 5] [--new 10]
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
+import threading
 import time
 
-from connectors.event_source import GammaClient, GammaPoller, PollerState
+from connectors.gamma.changes import PollerState
+from connectors.gamma.client import GammaClient
+from connectors.gamma.poller import GammaPoller
+from polyalphascan.metrics import MetricGroup
 from standins.gamma_server import GammaServer
 from standins.universe import Universe
 
@@ -20,7 +24,9 @@ from standins.universe import Universe
 def run(incremental: bool, n_events: int, polls: int, new: int) -> dict[str, float]:
     universe = Universe(seed=42, n_events=n_events)
     with GammaServer(universe) as server:
-        poller = GammaPoller(GammaClient(server.url, min_interval=0.0), incremental=incremental, full_every=10_000)
+        group = MetricGroup("poller")
+        client = GammaClient(server.url, stop=threading.Event(), metrics=group, min_interval=0.0)
+        poller = GammaPoller(client, metrics=group, incremental=incremental, full_every=10_000)
         state = poller.poll(PollerState()).state  # the first poll reads everything in both modes
         fetched, processed, pages, secs, deltas = [], [], [], [], []
         for _ in range(polls):

@@ -35,13 +35,12 @@ from bytewax.dataflow import Dataflow
 from bytewax.inputs import DynamicSource, StatelessSourcePartition
 from bytewax.testing import TestingSource, cluster_main, run_main
 
-from connectors.portfolio_sink import PortfolioSink
-from connectors.redis_layout import RedisKeys
-from connectors.redis_server import EmbeddedRedis, free_port
+from connectors.redis.portfolio_sink import PortfolioSink
+from connectors.redis.layout import RedisKeys
+from connectors.redis.server import EmbeddedRedis, free_port
 from operators.portfolio_join import portfolio_join
-from polyalphascan import lifecycle
-from polyalphascan.metrics import metrics
-from polyalphascan.runtime import tune_gc
+from polyalphascan.metrics import MetricGroup
+from flows.runtime import tune_gc
 from polyalphascan.records import CoverKind, CoverSpec, Leg, PriceUpdate, Side
 
 
@@ -114,7 +113,8 @@ def run(n: int, rate: float, seconds: float, redis_url: str, fanout: int = 10,
     client = redis.Redis.from_url(redis_url)
     if cluster is None:
         client.flushall()
-    lifecycle.reset()
+    sink_metrics = MetricGroup("sink", window=200_000)  # keep every latency sample of the run
+    join_metrics = MetricGroup("portfolios")
     covers, tokens = covers_for(n, fanout)
     ready = threading.Event()
     ticks = Ticks(tokens, rate, seconds, ready)
@@ -126,8 +126,8 @@ def run(n: int, rate: float, seconds: float, redis_url: str, fanout: int = 10,
         while client.zcard(keys.ranking) < n and time.monotonic() < deadline:
             time.sleep(0.1)
         time.sleep(0.5)
-        metrics("sink").reset()
-        metrics("portfolios").reset()
+        sink_metrics.reset()
+        join_metrics.reset()
         marks["cpu0"], marks["wall0"] = time.process_time(), time.monotonic()
         ready.set()
 
@@ -136,17 +136,17 @@ def run(n: int, rate: float, seconds: float, redis_url: str, fanout: int = 10,
     cover_stream = op.input("covers", flow, TestingSource(covers, batch_size=1000))
     closed = op.filter("no_closures", cover_stream, lambda _c: False)
     changes = portfolio_join("join", prices, cover_stream, op.map("as_closed", closed, lambda c: c),
-                             min_coverage=0.0, max_cost=100.0)
-    op.output("redis", changes, PortfolioSink(redis_url, "lat"))
+                             min_coverage=0.0, max_cost=100.0, metrics=join_metrics)
+    op.output("redis", changes, PortfolioSink(redis_url, "lat", metrics=sink_metrics))
     threading.Thread(target=watch, daemon=True).start()
     if cluster is None:
         run_main(flow, epoch_interval=timedelta(milliseconds=EPOCH_MS))
     else:
         cluster_main(flow, cluster[0], cluster[1], epoch_interval=timedelta(milliseconds=EPOCH_MS))
     cpu = time.process_time() - marks["cpu0"]
-    snap = metrics("sink").snapshot()
-    lat = sorted(metrics("sink")._samples.get("latency_ms", []))  # noqa: SLF001
-    repriced = metrics("portfolios").get("repriced")
+    snap = sink_metrics.snapshot()
+    lat = sorted(sink_metrics._samples.get("latency_ms", []))  # noqa: SLF001
+    repriced = join_metrics.get("repriced")
     client.close()
     return {
         "updates": ticks.sent,
@@ -212,7 +212,6 @@ def main() -> None:
     ap.add_argument("--out", help=argparse.SUPPRESS)
     ap.add_argument("--redis", help=argparse.SUPPRESS)
     a = ap.parse_args()
-    metrics("sink")._window = 200_000  # noqa: SLF001 - keep every latency sample of the run
     if a.member is not None:
         part = run(a.portfolios, a.rate, a.seconds, a.redis, a.fanout, cluster=(a.addresses.split(";"), a.member))
         with open(a.out, "w") as fh:

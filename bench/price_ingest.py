@@ -24,12 +24,11 @@ from bytewax.testing import run_main
 
 from bench.clob_process import ClobProcess
 from bench.clob_rate import measure
-from connectors.price_source import PriceShardSource, ShardRegistry
-from connectors.redis_server import EmbeddedRedis
-from connectors.token_registry import TokenRegistry
-from polyalphascan import lifecycle
+from connectors.clob.source import PriceShardSource
+from connectors.redis.server import EmbeddedRedis
+from connectors.redis.token_registry import TokenRegistry
+from polyalphascan.metrics import MetricGroup
 from polyalphascan.records import Market
-from polyalphascan.settings import load_settings
 
 
 class Count(DynamicSink):
@@ -58,16 +57,17 @@ def main() -> None:
     try:
         tokens = server.yes_tokens[:10_000]
         with EmbeddedRedis() as rs:
-            settings = load_settings(clob_ws_url=server.url, ws_max_connections=20, ws_tokens_per_connection=500,
-                                     redis_key_prefix="bench")
             reg = TokenRegistry(redis.Redis.from_url(rs.url), "bench", 20, 500)
             reg.add_markets(Market(id=m, event_id="", question="", slug="", condition_id="", yes_token=y, no_token=n)
                             for m, y, n in tokens)
             sink = Count()
             flow = Dataflow("ingest")
-            prices = op.input("prices", flow, PriceShardSource(settings, rs.url, stagger=0.05))
+            stop = threading.Event()
+            source = PriceShardSource(server.url, rs.url, key_prefix="bench", max_connections=20,
+                                      tokens_per_connection=500, queue_max=10_000, ping_interval=10.0,
+                                      stall_timeout=30.0, stop=stop, metrics=MetricGroup("ws"), stagger=0.05)
+            prices = op.input("prices", flow, source)
             op.output("count", prices, sink)
-            lifecycle.reset()
             warm = 3.0
             server.cmd("resume")
             marks: dict[str, float] = {}
@@ -77,14 +77,14 @@ def main() -> None:
                 marks["n0"], marks["t0"] = sink.n, time.monotonic()
                 time.sleep(a.seconds)
                 marks["n1"], marks["t1"] = sink.n, time.monotonic()
-                marks["parsed"] = sum(c.updates for c in ShardRegistry.clients.values())
-                lifecycle.request_stop("bench done")
+                marks["parsed"] = sum(c.updates for c in source.clients.values())
+                stop.set()
 
             threading.Thread(target=timing, daemon=True).start()
             run_main(flow, epoch_interval=timedelta(milliseconds=500))
             source_rate = (marks["n1"] - marks["n0"]) / (marks["t1"] - marks["t0"])
-            depth = max(c.max_depth for c in ShardRegistry.clients.values())
-            coalesced = sum(c.coalesced for c in ShardRegistry.clients.values())
+            depth = max(c.max_depth for c in source.clients.values())
+            coalesced = sum(c.coalesced for c in source.clients.values())
             raw_rate = asyncio.run(measure(server.url, [y for _m, y, _n in tokens], 20, a.seconds))
         server.cmd("pause")
     finally:

@@ -26,9 +26,9 @@ import orjson
 import psutil
 import redis
 
-from connectors.portfolio_sink import read_metrics
-from connectors.redis_layout import RedisKeys
-from connectors.redis_server import EmbeddedRedis
+from connectors.redis.metrics_writer import read_metrics
+from connectors.redis.layout import RedisKeys
+from connectors.redis.server import EmbeddedRedis
 from standins.clob_server import ClobFaults
 from standins.gamma_server import GammaFaults
 from standins.launcher import MarketActivity, StandIns
@@ -44,7 +44,7 @@ def shard_updates(ws: dict[str, float]) -> float:
 def start_flow(env: dict[str, str], log_path: str) -> subprocess.Popen[bytes]:
     """The flow as its own process; its warnings and errors go to `log_path` (appended)."""
     with open(log_path, "ab") as log_file:
-        return subprocess.Popen([sys.executable, "-m", "polyalphascan.cli", "run"], env=env,
+        return subprocess.Popen([sys.executable, "-m", "polyalphascan_app.cli", "run"], env=env,
                                 stdout=subprocess.DEVNULL, stderr=log_file)
 
 

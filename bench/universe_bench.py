@@ -1,6 +1,6 @@
 """Market universe generator: build time, Gamma rendering, ground truth, random-walk speed.
 
-    .venv/bin/python bench/universe_bench.py [sizes...]     (default: 300 2000 20000)
+    .venv/bin/python -m bench.universe_bench [sizes...]     (default: 300 2000 20000)
 
 Prints one row per universe size; step() figures are moves/s (one move = one PriceChange
 carrying both tokens' level changes), first on a fresh walk (message cache cold), then warm.

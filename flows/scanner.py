@@ -21,15 +21,16 @@ from collections.abc import Iterable
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow
 
-from connectors.event_source import EventSource
-from connectors.portfolio_sink import PortfolioSink
-from connectors.price_source import PriceShardSource
-from connectors.token_registry import TokenRegistrySink
-from operators.async_llm import llm_implications
-from operators.grouping import event_group
+from connectors.clob.source import PriceShardSource
+from connectors.gamma.source import EventSource
+from connectors.redis.portfolio_sink import PortfolioSink
+from connectors.redis.token_registry import TokenRegistrySink
 from operators.cover_lifecycle import LlmCoverDiff, RuleCoverDiff, implication_key
+from operators.grouping import event_group
+from operators.llm_step import LLMStepConfig, llm_implications
 from operators.portfolio_join import portfolio_join
 from polyalphascan.records import CoverSpec, DeltaKind, EventDelta, MarketClosed
+from polyalphascan.scope import FlowScope
 from polyalphascan.settings import Settings
 
 CATALOG_KEY = "catalog"
@@ -47,14 +48,22 @@ def build_flow(
     settings: Settings,
     redis_url: str,
     *,
+    scope: FlowScope | None = None,
     event_source: EventSource | None = None,
     price_source: PriceShardSource | None = None,
 ) -> Dataflow:
-    """The scanner dataflow; sources can be passed in (tests tune their timers)."""
+    """The scanner dataflow; sources can be passed in (tests tune their timers). `scope` is
+    what the flow owns (its stop signal, its metrics); a fresh one when not given."""
+    scope = scope or FlowScope()
     flow = Dataflow("polyalphascan")
 
-    deltas = op.input("events", flow, event_source or EventSource(settings))
-    op.output("token_registry", deltas, TokenRegistrySink(redis_url, settings))
+    deltas = op.input("events", flow, event_source or EventSource(
+        base_url=settings.gamma_api_url, tags=settings.polymarket_tag, poll_interval_s=settings.poll_interval_seconds,
+        incremental=settings.enable_incremental_update, full_every=settings.full_reconcile_every,
+        stop=scope.stop, metrics=scope.metrics.group("poller")))
+    op.output("token_registry", deltas, TokenRegistrySink(
+        redis_url, settings.redis_key_prefix, settings.ws_max_connections, settings.ws_tokens_per_connection,
+        metrics=scope.metrics.group("ws")))
 
     groups = op.map("group", deltas, lambda d: event_group(d.event))  # empty group: the event closed
     closed = op.flat_map("closed_markets", deltas, closed_markets)
@@ -64,7 +73,15 @@ def build_flow(
     rule_split = op.branch("rule_split", rule_changes, lambda c: isinstance(c, CoverSpec))
     rule = rule_split.trues
     catalog = op.key_on("catalog", groups, lambda _g: CATALOG_KEY)
-    found = llm_implications("llm", catalog, settings, redis_url=redis_url)
+    llm_key = settings.openrouter_api_key
+    found = llm_implications("llm", catalog, LLMStepConfig(
+        base_url=settings.llm_base_url, api_key=llm_key.get_secret_value() if llm_key else None,
+        model=settings.llm_model, max_concurrent=settings.llm_max_concurrent, batch_size=settings.llm_batch_size,
+        candidates_per_target=settings.llm_candidates_per_target, timeout_s=settings.llm_timeout_seconds,
+        max_attempts=settings.llm_max_attempts, cache_max_entries=settings.llm_cache_max_entries,
+        redis_cache_url=redis_url if settings.enable_redis_cache else None,
+        redis_key_prefix=settings.redis_key_prefix, cache_ttl_s=settings.cache_ttl_seconds,
+    ), metrics=scope.metrics.group("llm"), cache_metrics=scope.metrics.group("cache"))
     by_implication = op.key_on("by_implication", found, implication_key)
     llm_changes = op.map("pairs_unkey", op.stateful(
         "pairs", by_implication, lambda resume: LlmCoverDiff(resume, settings.llm_cover_probability)),
@@ -73,21 +90,26 @@ def build_flow(
     covers = op.merge("covers", rule, llm_split.trues)
     retracted = op.merge("retracted", rule_split.falses, llm_split.falses)
 
-    prices = op.input("prices", flow, price_source or PriceShardSource(settings, redis_url))
+    prices = op.input("prices", flow, price_source or PriceShardSource(
+        settings.clob_ws_url, redis_url, key_prefix=settings.redis_key_prefix,
+        max_connections=settings.ws_max_connections, tokens_per_connection=settings.ws_tokens_per_connection,
+        queue_max=settings.price_queue_max_size, ping_interval=settings.ws_ping_interval_seconds,
+        stall_timeout=settings.ws_stall_timeout_seconds, stop=scope.stop, metrics=scope.metrics.group("ws")))
     changes = portfolio_join(
         "join", prices, covers, closed, min_coverage=settings.min_coverage, max_cost=settings.max_cost,
-        retracted=retracted,
+        retracted=retracted, metrics=scope.metrics.group("portfolios"),
     )
-    op.output("redis", changes, PortfolioSink(redis_url, settings.redis_key_prefix, stream_max_len=settings.stream_max_len))
+    op.output("redis", changes, PortfolioSink(redis_url, settings.redis_key_prefix, stream_max_len=settings.stream_max_len,
+                                              metrics=scope.metrics.group("sink")))
     return flow
 
 
 def _module_flow() -> Dataflow:
     """`flow` for `python -m bytewax.run flows.scanner:flow` (settings from the environment)."""
-    from polyalphascan.runtime import prepare_process
+    from flows.runtime import start_runtime
 
-    settings, redis_url = prepare_process()
-    return build_flow(settings, redis_url)
+    runtime = start_runtime()
+    return build_flow(runtime.settings, runtime.redis_url, scope=runtime.scope)
 
 
 def __getattr__(name: str) -> Dataflow:  # built lazily so importing this module has no side effects

@@ -26,7 +26,7 @@ from bytewax.dataflow import Stream
 from bytewax.operators import StatefulLogic
 
 from operators.pricing import price_cover, quote_changed
-from polyalphascan.metrics import metrics
+from polyalphascan.metrics import MetricGroup
 from polyalphascan.records import (
     CoverRetracted,
     CoverSpec,
@@ -39,7 +39,6 @@ from polyalphascan.records import (
     Side,
 )
 
-_m = metrics("portfolios")
 
 
 # stage-1 inputs: ("px", price tuple) | ("reg", CoverSpec) | ("close", market_id) | ("retract", cover id)
@@ -92,9 +91,11 @@ class CoverPricer(StatefulLogic):
         *,
         min_coverage: float,
         max_cost: float,
+        metrics: MetricGroup,
     ) -> None:
         self.min_coverage = min_coverage
         self.max_cost = max_cost
+        self.metrics = metrics
         if resume is None:
             self.spec: CoverSpec | None = None
             self.quotes: dict[str, PriceUpdate] = {}
@@ -104,7 +105,7 @@ class CoverPricer(StatefulLogic):
 
     def _reprice(self) -> list[PortfolioChange]:
         assert self.spec is not None
-        _m.inc("repriced")
+        self.metrics.inc("repriced")
         quote = price_cover(self.spec, self.quotes, min_coverage=self.min_coverage, max_cost=self.max_cost)
         if quote is None:
             if self.published is not None:
@@ -140,7 +141,7 @@ class CoverPricer(StatefulLogic):
         if kind == "px":
             if self.spec is None:
                 # a leg's token still lists a cover that was removed: nothing to keep
-                _m.inc("stale_fanout")
+                self.metrics.inc("stale_fanout")
                 return [], StatefulLogic.DISCARD
             update = PriceUpdate._make(payload)
             old = self.quotes.get(update.token_id)
@@ -173,8 +174,11 @@ def portfolio_join(
     min_coverage: float,
     max_cost: float,
     retracted: Stream[CoverRetracted] | None = None,
+    metrics: MetricGroup | None = None,
 ) -> Stream[PortfolioChange]:
-    """Wire both stages: prices + covers + closures (+ retractions) in, upserts/removals out."""
+    """Wire both stages: prices + covers + closures (+ retractions) in, upserts/removals out;
+    the pricer counts into `metrics` (the flow's "portfolios" group)."""
+    group = metrics if metrics is not None else MetricGroup("portfolios")
     px = op.map(f"{step_id}_px", prices, lambda p: (p.token_id, ("px", tuple(p))))
     reg = op.flat_map(f"{step_id}_reg", covers, _registrations)
     cls = op.map(f"{step_id}_close", closed, lambda c: (c.yes_token, ("close", c.market_id)))
@@ -189,6 +193,6 @@ def portfolio_join(
     priced = op.stateful(
         f"{step_id}_price",
         by_cover,
-        lambda resume: CoverPricer(resume, min_coverage=min_coverage, max_cost=max_cost),
+        lambda resume: CoverPricer(resume, min_coverage=min_coverage, max_cost=max_cost, metrics=group),
     )
     return op.map(f"{step_id}_unkey", priced, lambda kv: kv[1])

@@ -1,8 +1,9 @@
-"""Process-wide pipeline metrics: named groups of counters and gauges, thread-safe.
+"""Pipeline metrics: named groups of counters and gauges, thread-safe.
 
-Components record here (`metrics("ws").inc("reconnects")`, `.set("queue_depth", 12)`,
-`.observe("llm_latency_s", 0.8)`); the metrics sink copies `snapshot()` to Redis and the
-monitoring endpoint reads it from there. Cheap enough for hot paths (a lock + dict op).
+A component is handed its group (`scope.metrics.group("ws")`) and records there
+(`.inc("reconnects")`, `.set("queue_depth", 12)`, `.observe("llm_latency_s", 0.8)`); the
+metrics writer copies the registry's `snapshot()` to Redis and the monitoring endpoint reads
+it from there. Cheap enough for hot paths (a lock + dict op).
 """
 
 from __future__ import annotations
@@ -63,20 +64,23 @@ class MetricGroup:
             self._samples.clear()
 
 
-_groups: dict[str, MetricGroup] = {}
-_groups_lock = threading.Lock()
+class MetricsRegistry:
+    """The metric groups of one flow (or one process): named `MetricGroup`s, created on first
+    use. A flow owns one (see `FlowScope`); nothing here is process-wide."""
 
+    def __init__(self) -> None:
+        self._groups: dict[str, MetricGroup] = {}
+        self._lock = threading.Lock()
 
-def metrics(name: str) -> MetricGroup:
-    """The process-wide metric group `name` (created on first use)."""
-    with _groups_lock:
-        group = _groups.get(name)
-        if group is None:
-            group = _groups[name] = MetricGroup(name)
-        return group
+    def group(self, name: str) -> MetricGroup:
+        with self._lock:
+            group = self._groups.get(name)
+            if group is None:
+                group = self._groups[name] = MetricGroup(name)
+            return group
 
+    def snapshot(self) -> dict[str, dict[str, Any]]:
+        with self._lock:
+            groups = list(self._groups.values())
+        return {g.name: g.snapshot() for g in groups}
 
-def all_metrics() -> dict[str, dict[str, Any]]:
-    with _groups_lock:
-        groups = list(_groups.values())
-    return {g.name: g.snapshot() for g in groups}

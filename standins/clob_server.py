@@ -1,6 +1,6 @@
 """CLOB market-channel WebSocket stand-in (`/ws/market`) over any `MarketFeed`.
 
-Protocol as the real server (research/polymarket-protocol.md §B): the first frame is the
+Protocol as the real CLOB market channel speaks it: the first frame is the
 initial subscription `{"assets_ids", "type": "market", "initial_dump", "level",
 "custom_feature_enabled"}` (sent again → text `INVALID OPERATION`); later
 `{"operation": "subscribe"|"unsubscribe", "assets_ids"}`; text `PING` → `PONG`; `book`

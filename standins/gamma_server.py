@@ -1,6 +1,6 @@
 """Gamma REST stand-in (aiohttp) over any `GammaStore` (e.g. the generated `Universe`).
 
-Endpoints, as the real API (research/polymarket-protocol.md §A):
+Endpoints, as the real Gamma API serves them:
 - `GET /events/keyset`: `{"events": [...], "next_cursor": "..."}`; cursor sent back as
   `after_cursor`; `next_cursor` absent on the last page; `limit` clamped to 100 (default
   20); `order` (camelCase field: id, createdAt, updatedAt, endDate, volume, liquidity;

@@ -2,7 +2,7 @@
 prompts from a universe's ground truth (`ImplicationOracle`).
 
 It reads the target and candidate titles from the scanner's prompt format
-(`operators.llm_prompt.parse_prompt`) and answers in the JSON the extractor asks for.
+(`connectors.llm.protocol.parse_prompt`) and answers in the JSON the extractor asks for.
 Fault knobs (`LLMFaults`, mutable at runtime): latency (fixed + uniform jitter), 429 with
 `Retry-After`, 200 responses carrying an error body, invalid JSON content, wrong answers.
 `stats` records the total request count and the peak number in flight, so a test can
@@ -21,7 +21,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from operators.llm_prompt import parse_prompt
+from connectors.llm.protocol import parse_prompt
 from polyalphascan.http_thread import ThreadedHttpServer
 from standins.protocols import ImplicationOracle
 

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from connectors.redis_server import EmbeddedRedis
+from connectors.redis.server import EmbeddedRedis
 
 
 @pytest.fixture(autouse=True)

@@ -6,11 +6,12 @@ import orjson
 import redis
 from typer.testing import CliRunner
 
-from connectors.portfolio_sink import MetricsWriter, PortfolioWriter
-from connectors.redis_layout import RedisKeys
-from connectors.redis_server import EmbeddedRedis
-from polyalphascan.cli import app
-from polyalphascan.metrics import metrics
+from connectors.redis.portfolio_sink import PortfolioWriter
+from connectors.redis.metrics_writer import MetricsWriter
+from connectors.redis.layout import RedisKeys
+from connectors.redis.server import EmbeddedRedis
+from polyalphascan_app.cli import app
+from polyalphascan.metrics import MetricsRegistry
 from tests.test_portfolio_sink import make_change
 
 
@@ -19,8 +20,9 @@ def test_top_once_and_monitor(redis_server: EmbeddedRedis, redis_client: redis.R
     good, meh = make_change("1", "2", 0.40, 0.55, 1), make_change("3", "4", 0.50, 0.53, 1)
     writer.write_now({good.quote.cover_id: good, meh.quote.cover_id: meh})
     writer.close()
-    metrics("ws").set("connections", 7)
-    MetricsWriter(redis_server.url, "pas").write_once()
+    registry = MetricsRegistry()
+    registry.group("ws").set("connections", 7)
+    MetricsWriter(redis_server.url, "pas", registry).write_once()
     runner = CliRunner()
     top = runner.invoke(app, ["top", "--once", "--redis-url", redis_server.url])
     assert top.exit_code == 0, top.output

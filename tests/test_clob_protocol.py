@@ -1,4 +1,4 @@
-"""The CLOB frame parser and book tracker (connectors/clob_protocol.py), tested directly.
+"""The CLOB frame parser and book tracker (connectors/clob/protocol.py), tested directly.
 
 Every test checks the book afterwards (the top of book and its sizes), not only that
 nothing raised: a change of size alone, a lowered and a raised top on each side, a level
@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 import pytest
 
-from connectors.clob_protocol import BookTracker
+from connectors.clob.protocol import BookTracker, initial_subscription, subscription_change
 from polyalphascan.records import PriceUpdate
 from standins.clob_server import book_message, price_change_message
 from standins.protocols import BookSnapshot, LevelChange, PriceChange
@@ -295,3 +295,11 @@ def test_best_bid_ask_before_any_book() -> None:
     (u,) = send(t, {"event_type": "best_bid_ask", "asset_id": "a", "best_bid": "0.30", "best_ask": "0.35",
                     "timestamp": "9"}, recv=77)
     assert u == PriceUpdate("a", 0.30, 0.35, 0.0, 0.0, 9, 77, 2)
+
+
+def test_subscription_messages() -> None:
+    assert orjson.loads(initial_subscription({"b", "a"})) == {
+        "type": "market", "assets_ids": ["a", "b"], "initial_dump": True, "level": 2,
+        "custom_feature_enabled": False}
+    assert orjson.loads(subscription_change("unsubscribe", ["z", "y"])) == {
+        "operation": "unsubscribe", "assets_ids": ["y", "z"]}

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from connectors.gamma_parse import parse_event
+from connectors.gamma.protocol import parse_event
 from operators.grouping import group_event
 from operators.pairs import expand_implication
 from operators.pricing import price_cover

@@ -5,7 +5,7 @@ import threading
 import psutil
 import redis
 
-from connectors.redis_server import EmbeddedRedis, find_redis_server, pid_alive
+from connectors.redis.server import EmbeddedRedis, find_redis_server, pid_alive
 
 
 def test_binary_is_found() -> None:

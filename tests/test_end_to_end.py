@@ -13,15 +13,14 @@ import pytest
 import redis
 from bytewax.testing import cluster_main, run_main
 
-from connectors.event_source import EventSource
-from connectors.portfolio_sink import PortfolioWriter
-from connectors.price_source import PriceShardSource
-from connectors.redis_layout import RedisKeys
-from connectors.redis_server import EmbeddedRedis
+from connectors.gamma.source import EventSource
+from connectors.redis.portfolio_sink import PortfolioWriter
+from connectors.clob.source import PriceShardSource
+from connectors.redis.layout import RedisKeys
+from connectors.redis.server import EmbeddedRedis
 from flows.scanner import build_flow
-from operators.async_llm import AsyncRunner
-from polyalphascan import lifecycle
 from polyalphascan.records import PortfolioUpsert
+from polyalphascan.scope import FlowScope
 from polyalphascan.settings import load_settings
 from standins.launcher import StandIns
 
@@ -39,20 +38,27 @@ def wait_for(cond: Callable[[], bool], timeout: float, what: str) -> None:
 
 
 class RunningFlow:
-    """The scanner flow in a background thread, stopped through the lifecycle flag."""
+    """The scanner flow in a background thread, stopped through its scope's stop signal."""
 
     def __init__(self, standins: StandIns, redis_url: str, workers: int = 1, **overrides: object) -> None:
-        lifecycle.reset()
-        AsyncRunner.reset()
         self.settings = load_settings(**standins.settings_overrides(), redis_url=redis_url, redis_key_prefix=PREFIX,
                                       poll_interval_seconds=0.3, full_reconcile_every=2, min_coverage=0.0,
                                       max_cost=100.0, ws_max_connections=4, ws_tokens_per_connection=500,
                                       **overrides)
+        self.scope = FlowScope()
+        s = self.settings
         flow = build_flow(
-            self.settings, redis_url,
-            event_source=EventSource(self.settings, backoff_base=0.05),
-            price_source=PriceShardSource(self.settings, redis_url, refresh_interval=0.1, stagger=0.05,
-                                          backoff_base=0.1, backoff_max=1.0, ping_interval=1.0, stall_timeout=10.0),
+            self.settings, redis_url, scope=self.scope,
+            event_source=EventSource(
+                base_url=self.settings.gamma_api_url, tags=self.settings.polymarket_tag,
+                poll_interval_s=self.settings.poll_interval_seconds,
+                incremental=self.settings.enable_incremental_update, full_every=self.settings.full_reconcile_every,
+                stop=self.scope.stop, metrics=self.scope.metrics.group("poller"), backoff_base=0.05),
+            price_source=PriceShardSource(
+                s.clob_ws_url, redis_url, key_prefix=s.redis_key_prefix, max_connections=s.ws_max_connections,
+                tokens_per_connection=s.ws_tokens_per_connection, queue_max=s.price_queue_max_size,
+                stop=self.scope.stop, metrics=self.scope.metrics.group("ws"), refresh_interval=0.1, stagger=0.05,
+                backoff_base=0.1, backoff_max=1.0, ping_interval=1.0, stall_timeout=10.0),
         )
         self.error: BaseException | None = None
         self.workers = workers
@@ -70,11 +76,9 @@ class RunningFlow:
             self.error = exc
 
     def stop(self) -> None:
-        lifecycle.request_stop("test done")
+        self.scope.request_stop("test done")
         self.thread.join(timeout=60)
         assert not self.thread.is_alive(), "flow did not drain"
-        lifecycle.reset()
-        AsyncRunner.reset()
 
 
 @pytest.fixture()

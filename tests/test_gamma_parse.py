@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from connectors.gamma_parse import MAX_DESCRIPTION, MAX_TITLE, GammaParseError, parse_event
+from connectors.gamma.protocol import MAX_DESCRIPTION, MAX_TITLE, GammaParseError, parse_event
 
 REAL = Path(__file__).parent / "fixtures" / "gamma_real"
 

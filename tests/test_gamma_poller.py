@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from datetime import timedelta
 
@@ -12,9 +13,13 @@ from bytewax.dataflow import Dataflow
 import bytewax.operators as op
 from bytewax.testing import TestingSink, run_main
 
-from connectors.event_source import EventSource, GammaClient, GammaPoller, PollerState, PollError
+from connectors.gamma.changes import PollerState, fingerprint
+from connectors.gamma.client import GammaClient, GammaGaveUp
+from connectors.gamma.poller import GammaPoller
+from connectors.gamma.protocol import GammaError, parse_event
+from connectors.gamma.source import EventSource
+from polyalphascan.metrics import MetricGroup
 from polyalphascan.records import DeltaKind
-from polyalphascan.settings import load_settings
 from standins.gamma_server import GammaFaults, GammaServer
 from standins.universe import Universe
 
@@ -31,8 +36,10 @@ def gamma(universe: Universe) -> Iterator[GammaServer]:
 
 
 def poller(server: GammaServer, **kw) -> GammaPoller:
-    client = GammaClient(server.url, min_interval=0.0, backoff_base=0.01, backoff_max=0.05, max_attempts=kw.pop("attempts", 5))
-    return GammaPoller(client, **kw)
+    group = MetricGroup("poller")
+    client = GammaClient(server.url, stop=threading.Event(), metrics=group, min_interval=0.0, backoff_base=0.01,
+                         backoff_max=0.05, max_attempts=kw.pop("attempts", 5))
+    return GammaPoller(client, metrics=group, **kw)
 
 
 def test_keyset_pages_cursor_and_clamp(gamma: GammaServer, universe: Universe) -> None:
@@ -113,7 +120,7 @@ def test_429_and_5xx_storms_lose_nothing(gamma: GammaServer, universe: Universe)
 
 def test_give_up_is_a_poll_error_not_a_crash(gamma: GammaServer) -> None:
     gamma.faults = GammaFaults(error_rate_5xx=1.0)
-    with pytest.raises(PollError):
+    with pytest.raises(GammaError):
         poller(gamma, attempts=3).poll(PollerState())
 
 
@@ -137,10 +144,12 @@ def test_keyset_unavailable_falls_back_to_legacy(gamma: GammaServer, universe: U
     assert gamma.stats.requests["/events"] >= 3
 
 
-def run_source(settings, max_polls: int, resume_dir=None) -> list:
+def run_source(url: str, max_polls: int, resume_dir=None) -> list:
     out: list = []
     flow = Dataflow("poller_test")
-    stream = op.input("events", flow, EventSource(settings, max_polls=max_polls))
+    source = EventSource(base_url=url, tags=[], poll_interval_s=0.05, incremental=True, full_every=3,
+                         stop=threading.Event(), metrics=MetricGroup("poller"), max_polls=max_polls)
+    stream = op.input("events", flow, source)
     op.output("out", stream, TestingSink(out))
     run_main(flow, epoch_interval=timedelta(milliseconds=200), recovery_config=resume_dir)
     return out
@@ -151,11 +160,10 @@ def test_source_in_a_flow_and_resume_from_snapshot(gamma: GammaServer, universe:
 
     init_db_dir(tmp_path, 1)
     rc = RecoveryConfig(str(tmp_path))
-    settings = load_settings(gamma_api_url=gamma.url, poll_interval_seconds=0.05, full_reconcile_every=3)
-    first = run_source(settings, max_polls=2, resume_dir=rc)
+    first = run_source(gamma.url, max_polls=2, resume_dir=rc)
     assert {d.event.id for d in first} == {str(e["id"]) for e in universe.gamma_events() if not e["closed"]}
     new_ids = universe.add_events(4)  # arrives while the flow is down
-    second = run_source(settings, max_polls=1, resume_dir=rc)
+    second = run_source(gamma.url, max_polls=1, resume_dir=rc)
     assert sorted(d.event.id for d in second) == sorted(new_ids)  # nothing re-emitted, nothing missed
 
 
@@ -195,7 +203,7 @@ def test_a_lookup_that_fails_or_a_cut_listing_closes_nothing(gamma: GammaServer,
     gamma.faults = GammaFaults(drift_rate=0.2, drift_kinds=("text_id",), seed=8)
 
     def lookup_fails(self: GammaPoller, event_id: str) -> None:
-        raise PollError(f"/events/{event_id}: gave up after 2 attempts (HTTP 500)")
+        raise GammaGaveUp(f"/events/{event_id}", 2, "HTTP 500", 500)
 
     monkeypatch.setattr(GammaPoller, "_look_up", lookup_fails)
     r2 = p.poll(r1.state)
@@ -215,9 +223,6 @@ def test_a_change_of_flags_alone_is_a_change() -> None:
     """Switching augmentation on (or a placeholder turning active, or a closed market's
     resolution) changes the covers, so the poller must emit the event again."""
     from dataclasses import replace
-
-    from connectors.event_source import fingerprint
-    from connectors.gamma_parse import parse_event
 
     raw = Universe(seed=3, n_events=40).gamma_events()
     event = next(parse_event(r) for r in raw if r.get("negRisk") and len(r["markets"]) > 2)

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.slow
 
 def test_sigterm_drains_the_demo_and_exits_0() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "LLM_", "WS_", "POLL_"))}
-    proc = subprocess.Popen([sys.executable, "-m", "polyalphascan.cli", "demo", "--events", "40"],
+    proc = subprocess.Popen([sys.executable, "-m", "polyalphascan_app.cli", "demo", "--events", "40"],
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
     lines: queue.Queue[str] = queue.Queue()
     threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout], daemon=True).start()  # type: ignore[union-attr]
@@ -56,8 +56,8 @@ def test_sigterm_flushes_the_sinks_into_redis(redis_server) -> None:  # noqa: AN
     ranking and the opportunity set agree with the hashes)."""
     import orjson
 
-    from connectors.portfolio_sink import read_metrics
-    from connectors.redis_layout import RedisKeys
+    from connectors.redis.metrics_writer import read_metrics
+    from connectors.redis.layout import RedisKeys
     from standins.launcher import StandIns
     from tests.flow_process import flow_env
 
@@ -67,7 +67,7 @@ def test_sigterm_flushes_the_sinks_into_redis(redis_server) -> None:  # noqa: AN
     with StandIns(seed=31, n_events=40, clob_rate=300.0) as standins:
         env = flow_env(standins, redis_server.url, "stop", POLL_INTERVAL_SECONDS="0.5", MIN_COVERAGE="0",
                        MAX_COST="100", WS_MAX_CONNECTIONS="2")
-        proc = subprocess.Popen([sys.executable, "-m", "polyalphascan.cli", "run"], env=env,
+        proc = subprocess.Popen([sys.executable, "-m", "polyalphascan_app.cli", "run"], env=env,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             n_covers = len(standins.universe.ground_truth().covers)

@@ -19,6 +19,7 @@ from bytewax.operators import StatefulLogic
 from operators.cover_lifecycle import CoverDiff, LlmCoverDiff, implication_key
 from operators.portfolio_join import CoverPricer, TokenFanout, _registrations
 from operators.pricing import price_cover
+from polyalphascan.metrics import MetricGroup
 from polyalphascan.records import (
     CoverKind,
     CoverRetracted,
@@ -61,11 +62,13 @@ class Join:
         self.tokens: dict[str, Keyed] = {}
         self.covers: dict[str, Keyed] = {}
         self.out: list[Any] = []
+        self.metrics = MetricGroup("portfolios")
 
     def _stage2(self, msgs: list[tuple[str, tuple[str, Any]]]) -> list[Any]:
         out = []
         for cid, msg in msgs:
-            k = self.covers.setdefault(cid, Keyed(lambda r: CoverPricer(r, min_coverage=MIN_COV, max_cost=MAX_COST)))
+            k = self.covers.setdefault(cid, Keyed(lambda r: CoverPricer(r, min_coverage=MIN_COV, max_cost=MAX_COST,
+                                                                         metrics=self.metrics)))
             out += k(msg)
         self.out += out
         return out
@@ -241,7 +244,7 @@ def test_join_state_survives_a_snapshot_mid_lifecycle() -> None:
 def test_unknown_messages_change_nothing() -> None:
     f = TokenFanout(None)
     assert f.on_item(("huh", 1)) == ([], StatefulLogic.RETAIN)
-    p = CoverPricer(None, min_coverage=MIN_COV, max_cost=MAX_COST)
+    p = CoverPricer(None, min_coverage=MIN_COV, max_cost=MAX_COST, metrics=MetricGroup("portfolios"))
     assert p.on_item(("huh", 1)) == ([], StatefulLogic.RETAIN)
     assert p.on_item(("rm", "retracted")) == ([], StatefulLogic.DISCARD)  # nothing registered: nothing to say
 
@@ -307,10 +310,8 @@ def test_llm_pairs_follow_the_groups_through_a_closure_and_a_later_change() -> N
 
 
 def test_repricing_and_stale_fanout_are_counted() -> None:
-    from polyalphascan.metrics import metrics
-
-    m = metrics("portfolios")
     j = Join()
+    m = j.metrics
     s = pair(1, 2)
     r0 = m.get("repriced")
     j.register(s)

@@ -11,34 +11,30 @@ from datetime import datetime, timedelta, timezone
 
 import bytewax.operators as op
 import pytest
+from aiohttp import web
 from bytewax.dataflow import Dataflow
 from bytewax.inputs import DynamicSource, StatelessSourcePartition
 from bytewax.testing import TestingSink, TestingSource, run_main
 
-from connectors.gamma_parse import parse_event
-from connectors.llm_client import ImplicationClient, LLMCache, LLMFailure
-from operators.async_llm import AsyncRunner, CatalogLogic, llm_implications
-from operators.grouping import group_event
-from operators.llm_prompt import (
-    RetrievalIndex,
+from connectors.gamma.protocol import parse_event
+from connectors.llm.client import ImplicationClient, LLMCache, LLMFailure, LLMHTTPError
+from connectors.llm.protocol import (
+    LLMAnswerError,
+    LLMError,
     build_messages,
     implications_from_answer,
     match_title,
     parse_answer,
     parse_prompt,
 )
-from polyalphascan.metrics import metrics
+from connectors.llm.runner import AsyncRunner, RunnerStopped
+from operators.grouping import group_event
+from operators.llm_step import CatalogLogic, LLMStepConfig, llm_implications, make_client
+from operators.retrieval import RetrievalIndex
+from polyalphascan.metrics import MetricGroup
 from polyalphascan.records import Group, PartitionType
-from polyalphascan.settings import load_settings
 from standins.llm_server import LLMFaults, LLMServer
 from standins.universe import Universe
-
-
-@pytest.fixture(autouse=True)
-def _fresh_runner() -> Iterator[None]:
-    AsyncRunner.reset()
-    yield
-    AsyncRunner.reset()
 
 
 @pytest.fixture(scope="module")
@@ -52,11 +48,20 @@ def server(universe: Universe) -> Iterator[LLMServer]:
         yield s
 
 
-def settings_for(server: LLMServer, **kw):  # noqa: ANN201
-    base = dict(llm_base_url=server.url, openrouter_api_key="standin-placeholder-key", llm_model="standin/m",
-                llm_timeout_seconds=10, llm_max_attempts=8)
+def config_for(server: LLMServer, **kw) -> LLMStepConfig:  # noqa: ANN003
+    base: dict = dict(base_url=server.url, api_key="standin-placeholder-key", model="standin/m",
+                      timeout_s=10, max_attempts=8)
     base.update(kw)
-    return load_settings(**base)
+    return LLMStepConfig(**base)
+
+
+def logic_for(config: LLMStepConfig, resume=None, metrics: MetricGroup | None = None) -> CatalogLogic:  # noqa: ANN001
+    m = metrics or MetricGroup("llm")
+    return CatalogLogic(config, lambda: make_client(config, m, MetricGroup("cache")), resume, metrics=m)
+
+
+def runner_threads() -> int:
+    return sum(t.name == "llm-runner" for t in threading.enumerate())
 
 
 def groups_of(universe: Universe) -> list[Group]:
@@ -75,8 +80,9 @@ def test_prompt_round_trip_and_title_matching() -> None:
     assert match_title("Bitcoin above $100k", by) == "2"  # unique substring
     assert match_title("Something else entirely", by) is None
     assert parse_answer('```json\n{"implied_by": [], "implies": [{"title": "a"}]}\n```')["implies"] == [{"title": "a"}]
-    with pytest.raises(ValueError):
+    with pytest.raises(LLMAnswerError) as err:
         parse_answer("Sure! {implied_by: [")
+    assert isinstance(err.value, ValueError) and isinstance(err.value, LLMError)
 
 
 def test_contrapositive_directions() -> None:
@@ -99,9 +105,18 @@ def test_retrieval_sends_related_groups_not_everything(universe: Universe) -> No
 
 
 # ------------------------------------------------------------------ client + stand-in
-def ask_all(settings, items: list[tuple[str, list[str]]], cache: LLMCache | None = None) -> list:  # noqa: ANN001
-    client = ImplicationClient(settings, cache or LLMCache(settings), backoff_base=0.01, backoff_max=0.05)
-    runner = AsyncRunner.get("t", settings.llm_max_concurrent)
+def cache_for(config: LLMStepConfig, redis_url: str | None = None, metrics: MetricGroup | None = None) -> LLMCache:
+    return LLMCache(metrics or MetricGroup("cache"), max_entries=config.cache_max_entries, redis_url=redis_url,
+                    redis_key_prefix=config.redis_key_prefix, ttl_seconds=config.cache_ttl_s)
+
+
+def ask_all(config: LLMStepConfig, items: list[tuple[str, list[str]]], cache: LLMCache | None = None,
+            metrics: MetricGroup | None = None) -> list:
+    client = ImplicationClient(base_url=config.base_url, api_key=config.api_key, model=config.model,
+                               cache=cache or cache_for(config), metrics=metrics or MetricGroup("llm"),
+                               timeout_s=config.timeout_s, max_attempts=config.max_attempts,
+                               backoff_base=0.01, backoff_max=0.05)
+    runner = AsyncRunner(config.max_concurrent)
     futs = [runner.submit(lambda t=t, c=c: client.ask(t, c)) for t, c in items]
     out = []
     for f in futs:
@@ -109,6 +124,7 @@ def ask_all(settings, items: list[tuple[str, list[str]]], cache: LLMCache | None
             out.append(f.result(timeout=60))
         except LLMFailure as exc:
             out.append(exc)
+    runner.stop(cleanup=client.aclose)  # the caller owns the runner: stop it, close the client on its loop
     return out
 
 
@@ -119,9 +135,9 @@ def some_targets(universe: Universe, n: int) -> list[tuple[str, list[str]]]:
 
 def test_peak_in_flight_equals_the_limit_and_never_exceeds_it(server: LLMServer, universe: Universe) -> None:
     server.faults = LLMFaults(latency_s=0.1)
-    settings = settings_for(server, llm_max_concurrent=5)
+    config = config_for(server, max_concurrent=5)
     targets = some_targets(universe, 30)
-    results = ask_all(settings, targets)
+    results = ask_all(config, targets)
     assert results == [{"implied_by": want["implied_by"], "implies": want["implies"]}
                        for want in (universe.answer_implications(t, c, error_rate=0.0) for t, c in targets)]
     assert server.stats.requests == 30 and server.stats.peak_in_flight == 5
@@ -129,65 +145,105 @@ def test_peak_in_flight_equals_the_limit_and_never_exceeds_it(server: LLMServer,
 
 def test_429_storm_error_bodies_and_garbage_lose_nothing(server: LLMServer, universe: Universe) -> None:
     server.faults = LLMFaults(rate_429=0.4, retry_after_s=0.02, rate_error_body=0.1, rate_invalid_json=0.1, seed=2)
-    settings = settings_for(server, llm_max_concurrent=4, llm_max_attempts=20)
+    config = config_for(server, max_concurrent=4, max_attempts=20)
     targets = some_targets(universe, 25)
-    results = ask_all(settings, targets)
+    llm = MetricGroup("llm")
+    results = ask_all(config, targets, metrics=llm)
     # nothing lost: every target gets the oracle's own answer, item for item, despite the faults
     assert results == [{"implied_by": want["implied_by"], "implies": want["implies"]}
                        for want in (universe.answer_implications(t, c, error_rate=0.0) for t, c in targets)]
     assert any(r["implied_by"] or r["implies"] for r in results)  # not only empty answers
     assert server.stats.outcomes["ok"] == 25  # each answered exactly once in the end
     assert server.stats.outcomes["429"] > 0 and server.stats.outcomes["invalid_json"] > 0
-    assert server.stats.outcomes["error_body"] > 0 and metrics("llm").get("retries") > 0
+    assert server.stats.outcomes["error_body"] > 0 and llm.get("retries") > 0
 
 
 def test_failures_are_reported_with_their_kind(server: LLMServer, universe: Universe) -> None:
     server.faults = LLMFaults(rate_invalid_json=1.0)
-    (result,) = ask_all(settings_for(server, llm_max_attempts=2), some_targets(universe, 1))
+    llm = MetricGroup("llm")
+    (result,) = ask_all(config_for(server, max_attempts=2), some_targets(universe, 1), metrics=llm)
     assert isinstance(result, LLMFailure) and result.kind == "unparseable"
+    assert llm.get("errors_unparseable") == 2 and llm.get("failures_unparseable") == 1
+
+
+def test_a_status_that_retrying_cannot_help_fails_at_once(universe: Universe) -> None:
+    class Unauthorized(LLMServer):
+        async def chat(self, request: web.Request) -> web.Response:
+            self.stats.requests += 1
+            return web.json_response({"error": {"code": 401, "message": "No auth"}}, status=401)
+
+    with Unauthorized(universe) as server:
+        llm = MetricGroup("llm")
+        (result,) = ask_all(config_for(server, max_attempts=5), some_targets(universe, 1), metrics=llm)
+    assert isinstance(result, LLMHTTPError) and result.kind == "http_401" and not result.retryable
+    assert server.stats.requests == 1 and llm.get("failures_http_401") == 1 and llm.get("retries") == 0
+
+
+def test_a_stopped_runner_cancels_what_runs_and_takes_no_more() -> None:
+    cleaned: list[bool] = []
+
+    async def cleanup() -> None:
+        cleaned.append(True)
+
+    gauge = MetricGroup("llm")
+    runner = AsyncRunner(1, gauge)
+    slow = runner.submit(lambda: asyncio.sleep(60))
+    queued = runner.submit(lambda: asyncio.sleep(60))  # waits for the single slot
+    deadline = time.monotonic() + 5
+    while gauge.get("in_flight") != 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert gauge.get("in_flight") == 1
+    runner.stop(cleanup=cleanup)
+    assert slow.cancelled() and queued.cancelled() and cleaned == [True]
+    assert not runner.thread.is_alive() and gauge.get("in_flight") == 0
+    with pytest.raises(RunnerStopped):
+        runner.submit(lambda: asyncio.sleep(0))
+    runner.stop()  # idempotent
 
 
 def test_cached_answers_make_no_calls(server: LLMServer, universe: Universe, redis_server) -> None:  # noqa: ANN001
-    settings = settings_for(server, enable_redis_cache=True, redis_key_prefix="llmcache")
+    config = config_for(server, redis_key_prefix="llmcache")
     items = some_targets(universe, 10)
-    first = ask_all(settings, items, LLMCache(settings, redis_server.url))
+    first = ask_all(config, items, cache_for(config, redis_server.url))
     calls = server.stats.requests
-    second = ask_all(settings, items, LLMCache(settings, redis_server.url))  # a new process: Redis remembers
+    second = ask_all(config, items, cache_for(config, redis_server.url))  # a new process: Redis remembers
     assert second == first and server.stats.requests == calls == 10
-    mem = LLMCache(settings_for(server, llm_cache_max_entries=3))
+    mem = cache_for(config_for(server, cache_max_entries=3))
     for i in range(5):
         mem.put(str(i), {"implied_by": [], "implies": []})
     assert mem.evictions == 2 and mem.get("0") is None and mem.get("4") is not None
 
 
 # ------------------------------------------------------------------ the operator in flows
-def run_catalog(settings, groups: list[Group], **kw) -> list:  # noqa: ANN001
+def run_catalog(config: LLMStepConfig, groups: list[Group]) -> list:
     out: list = []
     flow = Dataflow("llm_test")
     src = op.input("groups", flow, TestingSource(groups, batch_size=50))
     keyed = op.key_on("catalog", src, lambda _g: "catalog")
-    op.output("out", llm_implications("llm", keyed, settings, **kw), TestingSink(out))
+    op.output("out", llm_implications("llm", keyed, config, metrics=MetricGroup("llm"),
+                                      cache_metrics=MetricGroup("cache")), TestingSink(out))
     run_main(flow, epoch_interval=timedelta(milliseconds=200))
     return out
 
 
 def test_operator_finds_exactly_the_true_implications(server: LLMServer, universe: Universe, redis_server) -> None:  # noqa: ANN001
-    settings = settings_for(server, llm_max_concurrent=5, enable_redis_cache=True, redis_key_prefix="op1")
-    out = run_catalog(settings, groups_of(universe), redis_url=redis_server.url)
+    config = config_for(server, max_concurrent=5, redis_cache_url=redis_server.url, redis_key_prefix="op1")
+    runners_before = runner_threads()
+    out = run_catalog(config, groups_of(universe))
+    assert runner_threads() == runners_before  # the step stopped its runner at EOF
     found = {(f.implication.premise_event_id, f.implication.conclusion_event_id) for f in out}
     assert found == universe.ground_truth().implications
     assert all(f.premise.event_id == f.implication.premise_event_id for f in out)
     assert server.stats.peak_in_flight <= 5
     calls = server.stats.requests
-    AsyncRunner.reset()
-    again = run_catalog(settings, groups_of(universe), redis_url=redis_server.url)  # re-run: all cached
+    again = run_catalog(config, groups_of(universe))  # re-run: all cached
     assert server.stats.requests == calls
     assert {(f.implication.premise_event_id, f.implication.conclusion_event_id) for f in again} == found
 
 
 def test_no_api_key_means_no_llm_calls(server: LLMServer, universe: Universe) -> None:
-    settings = load_settings(llm_base_url=server.url)
-    assert run_catalog(settings, groups_of(universe)[:20]) == []
+    config = LLMStepConfig(base_url=server.url, api_key=None, model="standin/m")
+    assert run_catalog(config, groups_of(universe)[:20]) == []
     assert server.stats.requests == 0
 
 
@@ -227,7 +283,7 @@ class Ticker(DynamicSource):
 
 def test_prices_keep_flowing_while_100_slow_calls_are_in_flight(server: LLMServer, universe: Universe) -> None:
     server.faults = LLMFaults(latency_s=2.0)
-    settings = settings_for(server, llm_max_concurrent=100, llm_batch_size=100)
+    config = config_for(server, max_concurrent=100, batch_size=100)
     groups = groups_of(universe)  # 150: early ones have no candidates yet, the rest make >= 100 calls
     stop = threading.Event()
     ticks: list[float] = []
@@ -246,7 +302,8 @@ def test_prices_keep_flowing_while_100_slow_calls_are_in_flight(server: LLMServe
     # the group input stays open (as in production) while the calls are in flight
     src = op.input("groups", flow, Ticker(stop, groups))
     keyed = op.key_on("catalog", op.filter("only_groups", src, lambda x: isinstance(x, Group)), lambda _g: "catalog")
-    op.output("found", llm_implications("llm", keyed, settings), TestingSink(found))
+    op.output("found", llm_implications("llm", keyed, config, metrics=MetricGroup("llm"),
+                                        cache_metrics=MetricGroup("cache")), TestingSink(found))
     threading.Thread(target=watch, daemon=True).start()
     run_main(flow, epoch_interval=timedelta(milliseconds=100))
     assert server.stats.peak_in_flight == 100  # 100 slow calls really were in flight together
@@ -257,9 +314,9 @@ def test_prices_keep_flowing_while_100_slow_calls_are_in_flight(server: LLMServe
 
 
 def test_resumed_logic_resends_only_unfinished_targets(server: LLMServer, universe: Universe) -> None:
-    settings = settings_for(server, llm_max_concurrent=2, llm_batch_size=2)
+    config = config_for(server, max_concurrent=2, batch_size=2)
     groups = groups_of(universe)[:12]
-    logic = CatalogLogic(settings, lambda: ImplicationClient(settings, LLMCache(settings)), None)
+    logic = logic_for(config)
     for g in groups:
         logic.on_item(g)
     deadline = time.monotonic() + 30
@@ -271,10 +328,10 @@ def test_resumed_logic_resends_only_unfinished_targets(server: LLMServer, univer
     answered = {t for t, n in server.stats.targets.items() if n}
     unfinished = set(snap.pending)
     assert unfinished and len(unfinished) + snap.done == len(groups)
-    AsyncRunner.reset()
+    logic.close()  # the old process is gone, and its requests with it
     server.faults = LLMFaults()
     server.reset_stats()
-    resumed = CatalogLogic(settings, lambda: ImplicationClient(settings, LLMCache(settings)), snap)
+    resumed = logic_for(config, snap)
     deadline = time.monotonic() + 30
     while (resumed.inflight or resumed.state.pending) and time.monotonic() < deadline:
         resumed.on_notify()
@@ -285,6 +342,7 @@ def test_resumed_logic_resends_only_unfinished_targets(server: LLMServer, univer
     assert asked_again == with_candidates and asked_again  # exactly the unfinished targets
     assert not asked_again & {titles[e] for e in titles if e not in unfinished and titles[e] in answered}
     assert resumed.state.done == len(groups)
+    resumed.close()
 
 
 def test_common_words_fill_the_candidates_only_when_rare_words_find_too_few() -> None:
@@ -308,9 +366,8 @@ def test_a_closed_event_leaves_the_catalog_and_its_pairs_are_retracted(server: L
     from operators.grouping import event_group
     from polyalphascan.records import CoverRetracted, CoverSpec, Event
 
-    settings = settings_for(server)
     groups = groups_of(universe)
-    logic = CatalogLogic(settings, lambda: ImplicationClient(settings, LLMCache(settings)), None)
+    logic = logic_for(config_for(server))
     out = []
     for g in groups:
         out += logic.on_item(g)[0]
@@ -340,3 +397,4 @@ def test_a_closed_event_leaves_the_catalog_and_its_pairs_are_retracted(server: L
     assert not any(premise in k for k in logic.state.found)
     assert all(premise not in logic.index.candidates(e, 40) for e in logic.state.groups)
     assert logic.on_item(event_group(Event(id=premise, slug="", title=title, closed=True, markets=())))[0] == []
+    logic.close()

@@ -1,4 +1,4 @@
-"""The LLM operator's group-retry path (operators/async_llm.py `CatalogLogic`): a target whose
+"""The LLM operator's group-retry path (operators/llm_step.py `CatalogLogic`): a target whose
 request failed is asked again later with a doubling delay, at most `MAX_GROUP_RETRIES` times,
 never twice at once, and its answer counts once it comes. Real HTTP to the OpenAI-compatible
 stand-in over loopback; the passage of time is simulated by moving the scheduled retry times
@@ -14,12 +14,10 @@ from typing import Any
 
 import pytest
 
-import operators.async_llm as async_llm
-from connectors.llm_client import ImplicationClient, LLMCache
-from operators.async_llm import MAX_GROUP_RETRIES, RETRY_BASE_S, AsyncRunner, CatalogLogic
-from polyalphascan.metrics import metrics
+import operators.llm_step as llm_step
+from operators.llm_step import MAX_GROUP_RETRIES, RETRY_BASE_S, CatalogLogic, LLMStepConfig, make_client
+from polyalphascan.metrics import MetricGroup
 from polyalphascan.records import Group, GroupMarket, ImplicationFound, PartitionType
-from polyalphascan.settings import load_settings
 from standins.llm_server import LLMFaults, LLMServer
 
 A = Group("a", "Will Alice Zork win the presidency?", PartitionType.SINGLE,
@@ -40,11 +38,8 @@ class Oracle:
 
 
 @pytest.fixture(autouse=True)
-def _fresh(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setattr(async_llm, "SETTLE_S", 0.0)  # dispatch at once: the settling delay is not under test
-    AsyncRunner.reset()
-    yield
-    AsyncRunner.reset()
+def _settle_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(llm_step, "SETTLE_S", 0.0)  # dispatch at once: the settling delay is not under test
 
 
 @pytest.fixture()
@@ -53,10 +48,30 @@ def server() -> Iterator[LLMServer]:
         yield s
 
 
-def logic_for(server: LLMServer) -> CatalogLogic:
-    settings = load_settings(llm_base_url=server.url, openrouter_api_key="standin-placeholder-key",
-                             llm_model="standin/m", llm_timeout_seconds=10, llm_max_attempts=1)
-    return CatalogLogic(settings, lambda: ImplicationClient(settings, LLMCache(settings), backoff_base=0.01), None)
+@pytest.fixture()
+def logics() -> Iterator[list[CatalogLogic]]:
+    """Logics a test made; each is closed (its runner stopped) when the test ends."""
+    made: list[CatalogLogic] = []
+    yield made
+    for logic in made:
+        logic.close()
+
+
+def make_logic(config: LLMStepConfig, logics: list[CatalogLogic], metrics: MetricGroup | None = None) -> CatalogLogic:
+    m = metrics or MetricGroup("llm")
+    logic = CatalogLogic(config, lambda: make_client(config, m, MetricGroup("cache")), None, metrics=m)
+    logics.append(logic)
+    return logic
+
+
+@pytest.fixture()
+def logic_for(logics: list[CatalogLogic]) -> Callable[..., CatalogLogic]:
+    def make(server: LLMServer, metrics: MetricGroup | None = None) -> CatalogLogic:
+        config = LLMStepConfig(base_url=server.url, api_key="standin-placeholder-key", model="standin/m",
+                               timeout_s=10, max_attempts=1)
+        return make_logic(config, logics, metrics)
+
+    return make
 
 
 def settle(logic: CatalogLogic, out: list[ImplicationFound], until: Callable[[], bool] | None = None) -> None:
@@ -75,11 +90,11 @@ def come_due(logic: CatalogLogic) -> None:
     logic.state.retry_at = {eid: (0.0, n) for eid, (_at, n) in logic.state.retry_at.items()}
 
 
-def test_failed_targets_retry_with_doubling_delays_then_give_up(server: LLMServer) -> None:
-    m = metrics("llm")
+def test_failed_targets_retry_with_doubling_delays_then_give_up(server: LLMServer, logic_for) -> None:  # noqa: ANN001
+    m = MetricGroup("llm")
     scheduled0, failed0 = m.get("groups_retry_scheduled"), m.get("groups_failed")
     server.faults = LLMFaults(rate_invalid_json=1.0)
-    logic = logic_for(server)
+    logic = logic_for(server, m)
     out: list[ImplicationFound] = []
     out += logic.on_item(A)[0]  # alone: no candidate yet, nothing to ask
     assert logic.state.done == 1 and not logic.inflight
@@ -107,7 +122,7 @@ def test_failed_targets_retry_with_doubling_delays_then_give_up(server: LLMServe
     assert server.stats.targets[B.title] == MAX_GROUP_RETRIES + 1  # and never asked again
 
 
-def test_a_retry_that_succeeds_emits_the_implication_and_clears_the_schedule(server: LLMServer) -> None:
+def test_a_retry_that_succeeds_emits_the_implication_and_clears_the_schedule(server: LLMServer, logic_for) -> None:  # noqa: ANN001
     server.faults = LLMFaults(rate_invalid_json=1.0)
     logic = logic_for(server)
     out: list[ImplicationFound] = []
@@ -127,7 +142,7 @@ def test_a_retry_that_succeeds_emits_the_implication_and_clears_the_schedule(ser
     assert set(logic.state.found) == {("a", "b")}
 
 
-def test_a_closed_event_drops_its_scheduled_retry(server: LLMServer) -> None:
+def test_a_closed_event_drops_its_scheduled_retry(server: LLMServer, logic_for) -> None:  # noqa: ANN001
     server.faults = LLMFaults(rate_invalid_json=1.0)
     logic = logic_for(server)
     out: list[ImplicationFound] = []
@@ -143,7 +158,7 @@ def test_a_closed_event_drops_its_scheduled_retry(server: LLMServer) -> None:
     assert sum(server.stats.targets.values()) == asked and out == []
 
 
-def test_a_changed_group_already_waiting_for_a_retry_is_not_queued_twice(server: LLMServer) -> None:
+def test_a_changed_group_already_waiting_for_a_retry_is_not_queued_twice(server: LLMServer, logic_for) -> None:  # noqa: ANN001
     server.faults = LLMFaults(rate_invalid_json=1.0)
     logic = logic_for(server)
     out: list[ImplicationFound] = []
@@ -162,12 +177,12 @@ C = Group("c", "Will Alice Zork win the primary?", PartitionType.SINGLE,
           (GroupMarket("mc", "Will Alice Zork win the primary?", "", "yc", "nc"),))
 
 
-def test_targets_wait_for_the_burst_to_settle_and_go_out_one_batch_at_a_time(server: LLMServer,
-                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(async_llm, "SETTLE_S", 3600.0)  # the burst never settles by itself here
-    settings = load_settings(llm_base_url=server.url, openrouter_api_key="standin-placeholder-key",
-                             llm_model="standin/m", llm_max_attempts=1, llm_batch_size=1, llm_max_concurrent=1)
-    logic = CatalogLogic(settings, lambda: ImplicationClient(settings, LLMCache(settings)), None)
+def test_targets_wait_for_the_burst_to_settle_and_go_out_one_batch_at_a_time(
+        server: LLMServer, monkeypatch: pytest.MonkeyPatch, logics: list[CatalogLogic]) -> None:
+    monkeypatch.setattr(llm_step, "SETTLE_S", 3600.0)  # the burst never settles by itself here
+    config = LLMStepConfig(base_url=server.url, api_key="standin-placeholder-key", model="standin/m",
+                           max_attempts=1, batch_size=1, max_concurrent=1)
+    logic = make_logic(config, logics)
     for g in (A, B, C):
         logic.on_item(g)
     assert logic.on_notify()[0] == [] and not logic.inflight and logic.state.pending == ["a", "b", "c"]
@@ -180,7 +195,7 @@ def test_targets_wait_for_the_burst_to_settle_and_go_out_one_batch_at_a_time(ser
 
 
 def test_answers_become_implications_with_every_field() -> None:
-    from operators.llm_prompt import PROMPT_VERSION, implications_from_answer
+    from connectors.llm.protocol import PROMPT_VERSION, implications_from_answer
     from polyalphascan.records import GroupImplication
 
     answer = {

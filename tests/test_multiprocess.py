@@ -11,8 +11,8 @@ import time
 import pytest
 import redis
 
-from connectors.redis_layout import RedisKeys
-from connectors.redis_server import EmbeddedRedis, free_port
+from connectors.redis.layout import RedisKeys
+from connectors.redis.server import EmbeddedRedis, free_port
 from standins.launcher import StandIns
 from tests.flow_process import flow_env
 

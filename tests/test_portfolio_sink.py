@@ -10,11 +10,12 @@ import orjson
 import pytest
 import redis
 
-from connectors.monitoring_http import MonitoringServer, performance_report
-from connectors.portfolio_sink import MetricsWriter, PortfolioWriter
-from connectors.redis_layout import RedisKeys
-from connectors.redis_server import EmbeddedRedis
-from polyalphascan.metrics import metrics
+from polyalphascan_app.monitoring import MonitoringServer, performance_report
+from connectors.redis.portfolio_sink import PortfolioWriter
+from connectors.redis.metrics_writer import MetricsWriter
+from connectors.redis.layout import RedisKeys
+from connectors.redis.server import EmbeddedRedis
+from polyalphascan.metrics import MetricGroup, MetricsRegistry
 from polyalphascan.records import (
     CoverKind,
     CoverSpec,
@@ -133,7 +134,8 @@ def test_alerts_only_on_transitions(redis_server: EmbeddedRedis, redis_client: r
 
 def test_redis_outage_keeps_changes_and_writes_them_when_back() -> None:
     with EmbeddedRedis() as server:
-        writer = PortfolioWriter(server.url, KEYS, backoff_initial=0.05, backoff_max=0.2)
+        sink = MetricGroup("sink")
+        writer = PortfolioWriter(server.url, KEYS, backoff_initial=0.05, backoff_max=0.2, metrics=sink)
         try:
             client = redis.Redis.from_url(server.url)
             first = make_change("1", "2", 0.40, 0.55, 1)
@@ -143,7 +145,7 @@ def test_redis_outage_keeps_changes_and_writes_them_when_back() -> None:
             server.stop()
             during = [make_change(str(i), str(i + 1), 0.4, 0.5, 10 + i) for i in range(10, 60, 2)]
             writer.submit(during)
-            wait_for(lambda: metrics("sink").get("write_errors") > 0)
+            wait_for(lambda: sink.get("write_errors") > 0)
             assert writer.pending > 0  # kept, not dropped
             server.start()  # same port
             client = redis.Redis.from_url(server.url)
@@ -173,8 +175,8 @@ def test_submit_never_blocks_while_redis_is_down() -> None:
 def test_monitoring_json_matches_redis(redis_server: EmbeddedRedis, redis_client: redis.Redis) -> None:
     import httpx
 
-    for group in ("poller", "llm", "ws", "cache"):
-        metrics(group).reset()
+    registry = MetricsRegistry()
+    metrics = registry.group
     metrics("poller").set("last_poll_ts", 1_764_000_000.0)
     metrics("poller").set("last_poll_duration_s", 0.25)
     metrics("poller").inc("events_processed", 42)
@@ -186,7 +188,7 @@ def test_monitoring_json_matches_redis(redis_server: EmbeddedRedis, redis_client
     metrics("cache").inc("misses", 1)
     metrics("cache").set("size", 4)
     metrics("cache").inc("evictions", 0)
-    MetricsWriter(redis_server.url, PREFIX).write_once()
+    MetricsWriter(redis_server.url, PREFIX, registry).write_once()
     writer = PortfolioWriter(redis_server.url, KEYS)
     writer.write_now({c.quote.cover_id: c for c in (make_change("1", "2", 0.4, 0.5, 1), make_change("3", "4", 0.4, 0.7, 1))})
     writer.close()
@@ -207,10 +209,10 @@ def test_monitoring_json_matches_redis(redis_server: EmbeddedRedis, redis_client
 
 
 def test_metrics_of_several_processes_add_up(redis_server: EmbeddedRedis, redis_client: redis.Redis) -> None:
-    metrics("ws").reset()
-    metrics("ws").set("connections", 2)
-    a = MetricsWriter(redis_server.url, PREFIX)
-    b = MetricsWriter(redis_server.url, PREFIX)
+    registry = MetricsRegistry()
+    registry.group("ws").set("connections", 2)
+    a = MetricsWriter(redis_server.url, PREFIX, registry)
+    b = MetricsWriter(redis_server.url, PREFIX, registry)
     b.process = "other-host-1"
     a.write_once()
     b.write_once()

@@ -20,6 +20,7 @@ from bytewax.testing import TestingSink, TestingSource, cluster_main, run_main
 
 from operators.portfolio_join import CoverPricer, TokenFanout, portfolio_join
 from operators.pricing import price_cover
+from polyalphascan.metrics import MetricGroup
 from polyalphascan.records import (
     CoverKind,
     CoverSpec,
@@ -82,7 +83,7 @@ def test_fanout_snapshot_resumes_the_same_state() -> None:
 
 # ----------------------------------------------------------------------------- stage 2
 def pricer(resume: Any = None) -> CoverPricer:
-    return CoverPricer(resume, min_coverage=MIN_COV, max_cost=MAX_COST)
+    return CoverPricer(resume, min_coverage=MIN_COV, max_cost=MAX_COST, metrics=MetricGroup("portfolios"))
 
 
 def test_pricer_emits_only_when_numbers_change() -> None:
@@ -265,17 +266,16 @@ def test_two_workers_give_the_same_portfolios() -> None:
 
 
 def test_a_move_on_the_side_no_leg_buys_is_not_repriced() -> None:
-    from polyalphascan.metrics import metrics
-
-    p = CoverPricer(None, min_coverage=MIN_COV, max_cost=MAX_COST)
+    group = MetricGroup("portfolios")
+    p = CoverPricer(None, min_coverage=MIN_COV, max_cost=MAX_COST, metrics=group)
     spec = pair(1, 2)  # YES on y1 (pays y1's ask), NO on y2 (pays 1 - y2's bid)
     p.on_item(("reg", spec))
     p.on_item(("px", px(1, 0.40, 0.42)))
     (first,) = p.on_item(("px", px(2, 0.50, 0.52)))[0]
-    repriced = metrics("portfolios").get("repriced")
+    repriced = group.get("repriced")
     assert p.on_item(("px", px(1, 0.30, 0.42, ts=2)))[0] == []  # y1's bid: the YES leg does not pay it
     assert p.on_item(("px", px(2, 0.50, 0.60, ts=3)))[0] == []  # y2's ask: the NO leg does not pay it
-    assert metrics("portfolios").get("repriced") == repriced  # not even evaluated
+    assert group.get("repriced") == repriced  # not even evaluated
     (moved,) = p.on_item(("px", px(2, 0.55, 0.60, ts=4)))[0]  # y2's bid: the NO leg's price
     assert isinstance(moved, PortfolioUpsert) and moved.quote.cost == round(0.42 + 0.45, 10)
     # the newest prices were kept all along: the published quote is what a fresh pricing gives

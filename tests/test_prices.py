@@ -13,13 +13,13 @@ import redis
 from bytewax.dataflow import Dataflow
 from bytewax.testing import TestingSink, cluster_main
 
-from connectors.clob_protocol import BookTracker
-from connectors.price_source import PriceShardSource, ShardClient
-from connectors.redis_server import EmbeddedRedis
-from connectors.token_registry import TokenRegistry
-from polyalphascan import lifecycle
+from connectors.clob.client import ShardClient
+from connectors.clob.protocol import BookTracker
+from connectors.clob.source import PriceShardSource
+from connectors.redis.server import EmbeddedRedis
+from connectors.redis.token_registry import TokenRegistry
+from polyalphascan.metrics import MetricGroup
 from polyalphascan.records import Market
-from polyalphascan.settings import load_settings
 from standins.clob_server import ClobFaults, ClobServer
 from standins.universe import Universe
 
@@ -115,7 +115,7 @@ def client_for(clob: ClobServer, reg: TokenRegistry, shard: int = 0, **kw) -> Sh
     params = dict(ping_interval=0.2, stall_timeout=1.0, backoff_base=0.05, backoff_max=0.2, refresh_interval=0.05,
                   stagger=0.0, queue_max=10_000)
     params.update(kw)
-    return ShardClient(shard, clob.url, reg, **params)
+    return ShardClient(shard, clob.url, reg, metrics=MetricGroup("ws"), **params)
 
 
 def test_adding_a_token_is_one_subscribe_and_no_reconnect(redis_client: redis.Redis, clob: ClobServer,
@@ -200,6 +200,51 @@ def test_malformed_duplicated_reordered_frames_are_counted_and_survived(redis_cl
         client.stop()
 
 
+def test_a_server_that_stops_answering_ping_is_left_and_reconnected(redis_client: redis.Redis) -> None:
+    """Data keeps flowing but no PONG comes back: the client gives the socket up (heartbeat
+    lost), counts a reconnect in its metric group, and opens a new one."""
+    import threading
+
+    from websockets.sync.server import serve
+
+    connections: list[int] = []
+    done = threading.Event()
+
+    def handler(ws) -> None:  # noqa: ANN001
+        connections.append(1)
+        sub = orjson.loads(ws.recv(timeout=5))
+        (token,) = sub["assets_ids"]
+        n = 0
+        try:
+            while not done.is_set():  # PINGs are read and ignored
+                n += 1
+                ws.send(orjson.dumps({"event_type": "book", "asset_id": token, "timestamp": str(n),
+                                      "bids": [{"price": "0.40", "size": str(n)}], "asks": []}).decode())
+                try:
+                    ws.recv(timeout=0.02)
+                except TimeoutError:
+                    pass
+        except Exception:  # noqa: BLE001 - the client hung up
+            return
+
+    reg = TokenRegistry(redis_client, "t", max_shards=1, tokens_per_shard=500)
+    reg.add_markets(markets(1))
+    with serve(handler, "127.0.0.1", 0) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        url = f"ws://127.0.0.1:{server.socket.getsockname()[1]}"
+        ws = MetricGroup("ws")
+        client = ShardClient(0, url, reg, metrics=ws, ping_interval=0.1, stall_timeout=0.3, backoff_base=0.05,
+                             backoff_max=0.1, refresh_interval=0.05, stagger=0.0, queue_max=10)
+        try:
+            wait_for(lambda: client.reconnects >= 2 and len(connections) >= 3, what="heartbeat lost, reconnected")
+            assert client.stalls == 0  # data kept coming: not a stall
+            assert ws.get("reconnects") == client.reconnects
+        finally:
+            client.stop()
+            done.set()
+            server.shutdown()
+
+
 def top_of(universe: Universe, token: str) -> tuple:
     """(best bid, best ask, bid size, ask size) of a token's book in the universe."""
     snap = universe.book(token)
@@ -221,9 +266,8 @@ def test_asset_cap_and_invalid_operation(clob: ClobServer) -> None:
 
 
 def test_shards_spread_over_two_workers(redis_server: EmbeddedRedis, clob: ClobServer, universe: Universe) -> None:
-    lifecycle.reset()
-    settings = load_settings(clob_ws_url=clob.url, ws_max_connections=3, ws_tokens_per_connection=20,
-                             redis_key_prefix="spread")
+    import threading
+    stop = threading.Event()
     reg = TokenRegistry(redis.Redis.from_url(redis_server.url), "spread", 3, 20)
     reg.add_markets(yes_tokens(universe, 60))
     seen: list[tuple[int, int]] = []
@@ -232,30 +276,35 @@ def test_shards_spread_over_two_workers(redis_server: EmbeddedRedis, clob: ClobS
     def note(step_id, item, epoch, worker):  # noqa: ANN001
         seen.append((item.shard, worker))
         if len({s for s, _ in seen}) == 3 and len(seen) > 100:
-            lifecycle.request_stop("test done")
+            stop.set()
 
     flow = Dataflow("spread")
-    prices = op.input("prices", flow, PriceShardSource(settings, redis_server.url, stagger=0.0, refresh_interval=0.1))
+    ws = MetricGroup("ws")
+    source = PriceShardSource(clob.url, redis_server.url, key_prefix="spread", max_connections=3,
+                              tokens_per_connection=20, queue_max=10_000, ping_interval=10.0, stall_timeout=30.0,
+                              stop=stop, metrics=ws, stagger=0.0, refresh_interval=0.1)
+    prices = op.input("prices", flow, source)
     op.inspect_debug("where", prices, note)
     op.output("out", prices, TestingSink(out))
-    import threading
-    timer = threading.Timer(20, lifecycle.request_stop)
+    timer = threading.Timer(20, stop.set)
     timer.start()
     try:
         cluster_main(flow, [], 0, epoch_interval=timedelta(milliseconds=200), worker_count_per_proc=2)
     finally:
         timer.cancel()
-        lifecycle.reset()
     workers_by_shard = {}
     for shard, worker in seen:
         workers_by_shard.setdefault(shard, set()).add(worker)
     assert set(workers_by_shard) == {0, 1, 2}
     assert all(len(w) == 1 for w in workers_by_shard.values())  # a shard lives on one worker
     assert {next(iter(w)) for w in workers_by_shard.values()} == {0, 1}  # both workers hold shards
+    # the source owns its shards' clients and reports into the group it was given
+    assert set(source.clients) == {0, 1, 2}
+    assert "connections" in ws.snapshot() and "shard00_messages" in ws.snapshot()
 
 
 def test_registry_writer_keeps_markets_through_a_redis_outage() -> None:
-    from connectors.token_registry import RegistryWriter
+    from connectors.redis.token_registry import RegistryWriter
     from polyalphascan.records import DeltaKind, Event, EventDelta
 
     with EmbeddedRedis() as server:

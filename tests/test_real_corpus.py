@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from connectors.gamma_parse import parse_event
+from connectors.gamma.protocol import parse_event
 from operators.grouping import event_group
 from operators.rule_covers import rule_covers
 from polyalphascan.records import CoverKind

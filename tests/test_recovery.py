@@ -13,9 +13,9 @@ from collections.abc import Callable
 import pytest
 import redis
 
-from connectors.portfolio_sink import read_metrics
-from connectors.redis_layout import RedisKeys
-from connectors.redis_server import EmbeddedRedis
+from connectors.redis.metrics_writer import read_metrics
+from connectors.redis.layout import RedisKeys
+from connectors.redis.server import EmbeddedRedis
 from standins.launcher import StandIns
 from tests.flow_process import flow_env
 
@@ -43,7 +43,7 @@ def test_kill_9_and_resume(redis_server: EmbeddedRedis, tmp_path) -> None:  # no
                        ENABLE_REDIS_CACHE="true", MIN_COVERAGE="0", MAX_COST="100", WS_MAX_CONNECTIONS="2")
 
         def start() -> subprocess.Popen[bytes]:
-            return subprocess.Popen([sys.executable, "-m", "polyalphascan.cli", "run"], env=env,
+            return subprocess.Popen([sys.executable, "-m", "polyalphascan_app.cli", "run"], env=env,
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
         def converged() -> bool:
@@ -94,7 +94,7 @@ def test_sigterm_writes_a_final_snapshot(redis_server: EmbeddedRedis, tmp_path) 
                        MIN_COVERAGE="0", MAX_COST="100", WS_MAX_CONNECTIONS="2")
 
         def start() -> subprocess.Popen[bytes]:
-            return subprocess.Popen([sys.executable, "-m", "polyalphascan.cli", "run"], env=env,
+            return subprocess.Popen([sys.executable, "-m", "polyalphascan_app.cli", "run"], env=env,
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
         def converged() -> bool:

@@ -113,7 +113,7 @@ def test_dotenv_file_is_read(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
 def test_cli_reports_bad_config_in_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
     from typer.testing import CliRunner
 
-    from polyalphascan.cli import app
+    from polyalphascan_app.cli import app
 
     monkeypatch.setenv("WS_TOKENS_PER_CONNECTION", "600")
     result = CliRunner().invoke(app, ["run"])

@@ -1,4 +1,4 @@
-"""Each branch of the sink's Lua scripts (connectors/portfolio_sink.py `_UPSERT`, `_REMOVE`)
+"""Each branch of the sink's Lua scripts (connectors/redis/portfolio_sink.py `_UPSERT`, `_REMOVE`)
 against the real redis-server, plus the writer's coalescing.
 
 mutmut does not mutate Lua inside a Python string, so these tests stand in for it: every
@@ -16,9 +16,9 @@ import orjson
 import pytest
 import redis
 
-from connectors.portfolio_sink import PortfolioWriter, change_key, portfolio_json
-from connectors.redis_layout import RedisKeys
-from connectors.redis_server import EmbeddedRedis
+from connectors.redis.portfolio_sink import PortfolioWriter, change_key, portfolio_json
+from connectors.redis.layout import RedisKeys
+from connectors.redis.server import EmbeddedRedis
 from polyalphascan.records import (
     CoverKind,
     CoverSpec,
@@ -213,41 +213,38 @@ def test_writer_coalesces_newest_wins_and_forgets_removed_portfolios(redis_serve
         w.submit([upsert(0.9, 1), other])
         w.submit([upsert(0.8, 2)])
         w.submit([PortfolioRemoved(other.quote.cover_id, "filtered")])
-        with w._cv:
-            pending = dict(w._pending)
-            live = dict(w._live)
+        pending, live = w.behind.snapshot()
         # in-flight batches come back to the pending map; the newest change of each portfolio wins
         deadline = time.monotonic() + 5
         while len(pending) != 2 and time.monotonic() < deadline:
             time.sleep(0.01)
-            with w._cv:
-                pending = dict(w._pending)
+            pending, _ = w.behind.snapshot()
         assert pending[CID].quote.cost == 0.8
         assert pending[other.quote.cover_id] == PortfolioRemoved(other.quote.cover_id, "filtered")
         assert set(live) == {CID} and live[CID].quote.cost == 0.8
         # a change that arrived while a batch was out is not overwritten by the batch coming back
-        w._putback({CID: upsert(0.7, 0)})
-        with w._cv:
-            assert w._pending[CID].quote.cost == 0.8
+        w.behind._putback({CID: upsert(0.7, 0)})
+        assert w.behind.snapshot()[0][CID].quote.cost == 0.8
     finally:
         w.close(timeout=0.5)
 
 
 def test_sink_partition_flushes_on_close_and_metrics_writer_writes_at_stop(redis_server: EmbeddedRedis,
                                                                            redis_client: redis.Redis) -> None:
-    from connectors.portfolio_sink import MetricsWriter, PortfolioSink, read_metrics
-    from polyalphascan.metrics import metrics
+    from connectors.redis.portfolio_sink import PortfolioSink
+    from connectors.redis.metrics_writer import MetricsWriter, read_metrics
+    from polyalphascan.metrics import MetricsRegistry
 
     part = PortfolioSink(redis_server.url, "lua", stream_max_len=100).build("sink", 0, 1)
     part.write_batch([upsert(0.9, 1), upsert(0.8, 2)])  # coalesced: the newer one is written
     part.close()  # returns once the writer has written everything
     assert float(redis_client.hget(KEYS.portfolio(CID), "cost")) == 0.8
-    assert part.writer.pending == 0 and not part.writer._thread.is_alive()
-    g = metrics("luatest")
-    g.reset()
+    assert part.writer.pending == 0 and not part.writer.behind._thread.is_alive()
+    registry = MetricsRegistry()
+    g = registry.group("luatest")
     g.set("answer", 42)
     g.set("shape", {"a": 1})  # not a number: stored as JSON, skipped when summed
-    mw = MetricsWriter(redis_server.url, "lua", interval=60, ttl=7).start()
+    mw = MetricsWriter(redis_server.url, "lua", registry, interval=60, ttl=7).start()
     mw.stop()  # the final write happens at stop, whatever the interval
     key = KEYS.metrics("luatest", mw.process)
     assert redis_client.hget(key, "shape") == b'{"a":1}' and 0 < redis_client.ttl(key) <= 7

@@ -15,8 +15,8 @@ from typing import Any
 import redis
 from aiohttp import web
 
-from connectors.portfolio_sink import read_metrics
-from connectors.redis_layout import RedisKeys
+from connectors.redis.metrics_writer import read_metrics
+from connectors.redis.layout import RedisKeys
 from polyalphascan.http_thread import ThreadedHttpServer
 
 

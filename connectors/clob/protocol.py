@@ -1,4 +1,4 @@
-"""CLOB market-channel frames → top-of-book per token (pure; no I/O).
+"""CLOB market channel: frames → top of book per token, and the messages a client sends (pure; no I/O).
 
 `BookTracker` keeps each subscribed token's price levels (from `book` snapshots, replaced
 whole, and `price_change` level updates, where `size` is the new aggregate size and "0"
@@ -7,18 +7,51 @@ book changed. `best_bid_ask` messages set the top directly. Frames may be one ob
 array; `PONG` / `INVALID OPERATION` are plain text. Everything odd is counted per kind in
 `errors` and skipped, never raised: malformed JSON, unknown event types, prices outside
 [0, 1], tokens nobody subscribed.
+
+`initial_subscription` / `subscription_change` build the client → server messages: the
+first message on a socket (with `initial_dump`, so every book starts from a snapshot) and
+the later `subscribe` / `unsubscribe` operations on the open socket. `PING` is the text
+heartbeat the server answers with `PONG`.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, Literal
 
 import orjson
 
 from polyalphascan.records import PriceUpdate
 
-KNOWN_TEXT = {"PONG", "INVALID OPERATION"}
+PING = "PING"
+PONG = "PONG"
+INVALID_OPERATION = "INVALID OPERATION"
+KNOWN_TEXT = {PONG, INVALID_OPERATION}
+
+
+class ClobError(Exception):
+    """Base of the CLOB connector's errors."""
+
+
+class ClobMessageError(ClobError, ValueError):
+    """A market-channel message that does not have the expected shape (counted as
+    `malformed_message` by `BookTracker`, never raised out of `handle`)."""
+
+
+class PriceOutOfRange(ClobMessageError):
+    """A price outside [0, 1] (counted as `price_out_of_range`)."""
+
+
+def initial_subscription(tokens: Iterable[str]) -> str:
+    """The first message on a new socket: subscribe `tokens`, starting from book snapshots."""
+    return orjson.dumps({"type": "market", "assets_ids": sorted(tokens), "initial_dump": True, "level": 2,
+                         "custom_feature_enabled": False}).decode()
+
+
+def subscription_change(operation: Literal["subscribe", "unsubscribe"], tokens: Iterable[str]) -> str:
+    """Add or remove `tokens` on an open socket (no reconnect)."""
+    return orjson.dumps({"operation": operation, "assets_ids": sorted(tokens)}).decode()
 
 
 def _price(raw: Any) -> float | None:
@@ -26,11 +59,15 @@ def _price(raw: Any) -> float | None:
         return None
     p = float(raw)
     if not 0.0 <= p <= 1.0:
-        raise ValueError("price outside [0, 1]")
+        raise PriceOutOfRange(f"price {p} outside [0, 1]")
     return p
 
 
 class BookTracker:
+    """The books of one shard's tokens. Set `subscribed` (tokens whose updates are wanted) and
+    `complements` (their NO tokens: expected in `price_change` messages, skipped, not errors)
+    before feeding frames to `handle`."""
+
     def __init__(self, shard: int = -1) -> None:
         self.shard = shard
         self.subscribed: set[str] = set()
@@ -67,7 +104,7 @@ class BookTracker:
 
     def handle(self, frame: str | bytes, recv_ms: int) -> list[PriceUpdate]:
         """Updates for the tokens whose top of book changed (newest per token)."""
-        if isinstance(frame, str) and frame in KNOWN_TEXT:
+        if isinstance(frame, str) and frame in KNOWN_TEXT:  # "pong", "invalid_operation"
             self.events[frame.lower().replace(" ", "_")] += 1
             return []
         try:
@@ -83,9 +120,10 @@ class BookTracker:
                 continue
             try:
                 self._message(msg, recv_ms, out)
-            except (TypeError, ValueError, KeyError, AttributeError) as exc:
-                kind = "price_out_of_range" if "outside" in str(exc) else "malformed_message"
-                self.errors[kind] += 1
+            except PriceOutOfRange:
+                self.errors["price_out_of_range"] += 1
+            except (TypeError, ValueError, KeyError, AttributeError):  # incl. ClobMessageError
+                self.errors["malformed_message"] += 1
         return list(out.values())
 
     def _message(self, msg: dict[str, Any], recv_ms: int, out: dict[str, PriceUpdate]) -> None:
@@ -104,7 +142,7 @@ class BookTracker:
         elif kind == "price_change":
             changes = msg["price_changes"]
             if not isinstance(changes, list):
-                raise ValueError("price_changes is not a list")
+                raise ClobMessageError("price_changes is not a list")
             self.events["price_change"] += 1
             for ch in changes:
                 token = str(ch["asset_id"])

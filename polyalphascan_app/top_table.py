@@ -9,7 +9,7 @@ import orjson
 import redis
 from rich.table import Table
 
-from connectors.redis_layout import RedisKeys
+from connectors.redis.layout import RedisKeys
 
 
 def top_portfolios(client: redis.Redis, prefix: str, n: int = 20, *, profitable_only: bool = False) -> list[dict[str, Any]]:

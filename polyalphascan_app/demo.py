@@ -17,14 +17,13 @@ import orjson
 import redis
 from rich.console import Console
 
-from connectors.redis_layout import RedisKeys
-from connectors.redis_server import EmbeddedRedis
+from connectors.redis.layout import RedisKeys
+from connectors.redis.server import EmbeddedRedis
 from flows.scanner import build_flow
-from polyalphascan.lifecycle import STOP, install_signal_handlers, request_stop
+from flows.runtime import run_flow, start_runtime
 from polyalphascan.logs import get_logger
-from polyalphascan.runtime import run_flow, start_metrics_writer, tune_gc
 from polyalphascan.settings import Settings, load_settings
-from polyalphascan.top_table import render_table, top_portfolios
+from polyalphascan_app.top_table import render_table, top_portfolios
 from standins.launcher import MarketActivity, StandIns
 
 log = get_logger(__name__)
@@ -33,7 +32,9 @@ log = get_logger(__name__)
 class OpportunityPrinter:
     """Tails the change stream; prints opportunities appearing, repriced and going away."""
 
-    def __init__(self, redis_url: str, prefix: str, console: Console, *, table_every: float = 15.0) -> None:
+    def __init__(self, redis_url: str, prefix: str, console: Console, stop: threading.Event, *,
+                 table_every: float = 15.0) -> None:
+        self.stop = stop
         self.client = redis.Redis.from_url(redis_url)
         self.prefix = prefix
         self.keys = RedisKeys(prefix)
@@ -57,7 +58,7 @@ class OpportunityPrinter:
     def _run(self) -> None:
         last_id = "0-0"
         last_table = time.monotonic()
-        while not STOP.is_set():
+        while not self.stop.is_set():
             try:
                 resp = self.client.xread({self.keys.changes: last_id}, count=500, block=500)
             except redis.RedisError:
@@ -92,7 +93,6 @@ class OpportunityPrinter:
 
 def run_demo(settings: Settings, *, events: int, seed: int, duration: float) -> None:
     console = Console() if sys.stdout.isatty() else Console(width=170)
-    install_signal_handlers()
     with EmbeddedRedis() as redis_server, StandIns(seed=seed, n_events=events, clob_rate=100.0) as standins:
         overrides: dict[str, Any] = settings.model_dump()
         overrides.update(standins.settings_overrides())
@@ -106,16 +106,16 @@ def run_demo(settings: Settings, *, events: int, seed: int, duration: float) -> 
             f"watch from another terminal: polyalphascan top --redis-url {redis_server.url}   |   "
             f"polyalphascan monitor --redis-url {redis_server.url}"
         )
-        tune_gc()
-        start_metrics_writer(demo_settings, redis_server.url)
-        printer = OpportunityPrinter(redis_server.url, demo_settings.redis_key_prefix, console).start()
+        runtime = start_runtime(demo_settings)
+        scope = runtime.scope
+        OpportunityPrinter(redis_server.url, demo_settings.redis_key_prefix, console, scope.stop).start()
         activity = MarketActivity(standins, interval=4.0, seed=seed).start()
         if duration > 0:
-            threading.Timer(duration, request_stop, args=("demo duration reached",)).start()
+            threading.Timer(duration, scope.request_stop, args=("demo duration reached",)).start()
         try:
-            run_flow(build_flow(demo_settings, redis_server.url), demo_settings)
+            run_flow(build_flow(demo_settings, redis_server.url, scope=scope), runtime)
         finally:
-            STOP.set()
+            scope.stop.set()
             activity.stop()
             client = redis.Redis.from_url(redis_server.url)
             keys = RedisKeys(demo_settings.redis_key_prefix)

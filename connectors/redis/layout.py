@@ -11,6 +11,15 @@ Every key starts with the configurable prefix `P` (`REDIS_KEY_PREFIX`, default `
 | `P:v1:changes` | stream | `op` (`upsert`/`remove`), `id`, `data` (JSON; empty on remove), `reason` (on remove) | portfolio sink | capped at ~`STREAM_MAX_LEN` entries |
 | `P:v1:alerts` | pub/sub channel | JSON `{"alert", "id", "data"}` with alert `tier1` or `profitable` on entering tier 1 or turning profitable | portfolio sink | not stored |
 | `P:v1:metrics:{group}:{process}` | hash | counters and gauges of group `poller`, `ws`, `llm`, `cache`, `portfolios`, `sink` for one process (`{process}` = host-pid) | metrics writer of that process, every second | 30 s TTL, refreshed while the process runs |
+| `P:v1:tokens:shard:{i}` | set | YES tokens subscribed by WebSocket shard `i` | token registry | while the market is open |
+| `P:v1:tokens:assign` | hash | token → shard | token registry | while the market is open |
+| `P:v1:tokens:info` | hash | token → JSON {`market_id`, `no_token`} | token registry | while the market is open |
+| `P:v1:tokens:overflow` | sorted set | tokens waiting for a free slot (score = arrival order) | token registry | until a slot frees |
+| `P:v1:tokens:version` | string | counter, bumped on every registry change | token registry | permanent |
+| `P:v1:tokens:seq` | string | arrival counter giving the overflow scores | token registry | permanent |
+| `P:v1:llm:{key}` | string | cached LLM answer (JSON); `{key}` = hash of model, prompt version, target, candidate set | LLM client (Redis cache on) | the cache TTL |
+
+Every key and channel name is built here and nowhere else.
 """
 
 from __future__ import annotations
@@ -19,6 +28,8 @@ SCHEMA_VERSION = "1"
 
 
 class RedisKeys:
+    """The key and channel names under one prefix (see the table above)."""
+
     def __init__(self, prefix: str) -> None:
         self.prefix = prefix
         self.base = f"{prefix}:v{SCHEMA_VERSION}"
@@ -27,9 +38,26 @@ class RedisKeys:
         self.opportunities = f"{self.base}:opportunities"
         self.changes = f"{self.base}:changes"
         self.alerts = f"{self.base}:alerts"
+        # token registry
+        tokens = f"{self.base}:tokens"
+        #: `tokens_shard(i)` is this plus `i`; the registry's Lua scripts append the shard number
+        self.tokens_shard_prefix = f"{tokens}:shard:"
+        self.tokens_assign = f"{tokens}:assign"
+        self.tokens_info = f"{tokens}:info"
+        self.tokens_overflow = f"{tokens}:overflow"
+        self.tokens_version = f"{tokens}:version"
+        self.tokens_seq = f"{tokens}:seq"
+        # LLM answer cache
+        self.llm_cache_prefix = f"{self.base}:llm:"
 
     def portfolio(self, cover_id: str) -> str:
         return f"{self.base}:portfolio:{cover_id}"
+
+    def tokens_shard(self, shard: int) -> str:
+        return f"{self.tokens_shard_prefix}{shard}"
+
+    def llm_cache(self, key: str) -> str:
+        return f"{self.llm_cache_prefix}{key}"
 
     def metrics(self, group: str, process: str) -> str:
         return f"{self.base}:metrics:{group}:{process}"

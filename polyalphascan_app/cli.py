@@ -49,7 +49,7 @@ def demo(
 ) -> None:
     """Run everything locally: stand-ins, embedded Redis and the flow; print live opportunities."""
     settings = startup_settings()
-    from polyalphascan.demo import run_demo
+    from polyalphascan_app.demo import run_demo
 
     run_demo(settings, events=events, seed=seed, duration=duration)
 
@@ -61,11 +61,12 @@ def run(
 ) -> None:
     """Run the scanner flow against the configured Gamma / CLOB / LLM endpoints until stopped."""
     settings = startup_settings()
+    from flows.runtime import run_flow, start_runtime
     from flows.scanner import build_flow
-    from polyalphascan.runtime import prepare_process, run_flow
 
-    settings, redis_url = prepare_process(settings)
-    run_flow(build_flow(settings, redis_url), settings, workers=workers, max_workers=max_workers or None)
+    runtime = start_runtime(settings)
+    run_flow(build_flow(settings, runtime.redis_url, scope=runtime.scope), runtime, workers=workers,
+             max_workers=max_workers or None)
 
 
 def _redis_url(settings: Settings, override: str | None) -> str:
@@ -85,14 +86,15 @@ def standins(
 ) -> None:
     """Start the local stand-ins (Gamma REST, CLOB WebSocket, OpenAI-compatible) and print their URLs."""
     startup_settings()
-    from polyalphascan.lifecycle import STOP, install_signal_handlers
+    from polyalphascan.scope import FlowScope
     from standins.launcher import MarketActivity, StandIns
 
     chosen = {s.strip() for s in only.split(",") if s.strip()}
     unknown = chosen - {"gamma", "clob", "llm"}
     if unknown:
         fail(f"--only: unknown stand-in(s) {sorted(unknown)}; choose from gamma, clob, llm")
-    install_signal_handlers()
+    scope = FlowScope()
+    scope.install_signal_handlers()
     with StandIns(seed=seed, n_events=events, gamma="gamma" in chosen, clob="clob" in chosen,
                   llm="llm" in chosen, clob_rate=rate) as s:
         for name, url in s.urls().items():
@@ -100,7 +102,7 @@ def standins(
         for key, value in s.settings_overrides().items():
             typer.echo(f"export {key.upper()}={value}")
         mover = MarketActivity(s, interval=activity).start() if activity > 0 else None
-        while not STOP.wait(0.5):
+        while not scope.stop.wait(0.5):
             pass
         if mover:
             mover.stop()
@@ -121,7 +123,7 @@ def top(
     from rich.console import Console
     from rich.live import Live
 
-    from polyalphascan.top_table import render_table, top_portfolios
+    from polyalphascan_app.top_table import render_table, top_portfolios
 
     settings = startup_settings()
     client = redis.Redis.from_url(_redis_url(settings, redis_url))
@@ -163,7 +165,7 @@ def monitor(
     else:
         import redis
 
-        from connectors.monitoring_http import performance_report
+        from polyalphascan_app.monitoring import performance_report
 
         try:
             report = performance_report(redis.Redis.from_url(_redis_url(settings, redis_url)), settings.redis_key_prefix)
@@ -177,15 +179,16 @@ def serve_monitor(
     redis_url: str = typer.Option(None, "--redis-url", help="Redis to read (default: REDIS_URL)"),
 ) -> None:
     """Serve GET /monitoring/performance on MONITOR_HOST:MONITOR_PORT."""
-    from connectors.monitoring_http import MonitoringServer
-    from polyalphascan.lifecycle import STOP, install_signal_handlers
+    from polyalphascan.scope import FlowScope
+    from polyalphascan_app.monitoring import MonitoringServer
 
     settings = startup_settings()
-    install_signal_handlers()
+    scope = FlowScope()
+    scope.install_signal_handlers()
     with MonitoringServer(_redis_url(settings, redis_url), settings.redis_key_prefix,
                           settings.monitor_host, settings.monitor_port) as server:
         typer.echo(f"monitoring: {server.url}/monitoring/performance")
-        while not STOP.wait(0.5):
+        while not scope.stop.wait(0.5):
             pass
 
 

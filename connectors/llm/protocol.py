@@ -1,28 +1,26 @@
-"""The implication prompt, candidate retrieval and answer parsing (pure; no I/O).
+"""The LLM wire protocol: the implication prompt, the answer's JSON, the cache key (pure; no I/O).
 
-Prompt (in the spirit of the seed's): for one target group, a list of candidate group
-titles; the model returns JSON only with two lists — `implied_by` (candidate YES makes the
-target YES certain) and `implies` (target YES makes the candidate YES certain) — each item
-naming the candidate's exact title, an explanation and a counterexample attempt; strict
-logical necessity, no correlations, "when in doubt, leave it out".
-
-Retrieval: a 5,000-group universe must not put 5,000 titles in every prompt. Candidates
-are the groups sharing the most informative words with the target (an inverted index
-over lower-cased title words without stop words, weighted by inverse document frequency),
-at most `LLM_CANDIDATES_PER_TARGET` (default 40) per prompt; words too common to tell
-groups apart only fill the list when the rarer words found fewer than that.
+Prompt: for one target group, a list of candidate group titles; the model returns JSON only
+with two lists — `implied_by` (candidate YES makes the target YES certain) and `implies`
+(target YES makes the candidate YES certain) — each item naming the candidate's exact title,
+an explanation and a counterexample attempt; strict logical necessity, no correlations,
+"when in doubt, leave it out". `parse_prompt` is the inverse of `build_messages` (the
+OpenAI-compatible stand-in reads prompts with it).
 
 Answers are matched back to groups robustly: exact title, then case-insensitive, then
 normalised (punctuation and spacing), then a unique substring match; anything else is
-counted as unmatched and ignored.
+counted as unmatched and ignored. An answer that is not the JSON asked for raises
+`LLMAnswerError`.
+
+Errors of the LLM system share one base, `LLMError`: `LLMAnswerError` (here) for an answer
+that cannot be read, `LLMFailure` and its kinds (connectors/llm/client.py) for a request
+that produced no answer.
 """
 
 from __future__ import annotations
 
 import hashlib
-import math
 import re
-from collections import defaultdict
 from typing import Any
 
 import orjson
@@ -40,73 +38,14 @@ SYSTEM_PROMPT = (
     "Answer with JSON only, no prose."
 )
 
-_STOP = {
-    "will", "the", "a", "an", "of", "in", "on", "by", "be", "to", "and", "or", "for", "at", "is", "its", "who",
-    "what", "which", "how", "before", "after", "than", "more", "less", "with", "from", "win", "wins", "winner",
-    "2024", "2025", "2026", "2027", "2028", "2029", "2030", "above", "below", "over", "under", "yes", "no", "end",
-    "this", "that", "does", "do", "reach", "dip", "hit", "happen", "any", "new",
-}
-_WORD = re.compile(r"[a-z0-9$][a-z0-9$.'&-]*")
-
-
-def title_words(title: str) -> set[str]:
-    return {w.strip(".'-") for w in _WORD.findall(title.lower()) if len(w) > 2 and w not in _STOP}
-
 
 def normalise_title(title: str) -> str:
+    """Lower case, punctuation and spacing folded to single spaces (for matching titles)."""
     return re.sub(r"[^a-z0-9]+", " ", title.lower()).strip()
 
 
-class RetrievalIndex:
-    """Inverted index of group titles for cheap candidate selection."""
-
-    def __init__(self) -> None:
-        self.words: dict[str, set[str]] = {}  # event id -> words
-        self.postings: dict[str, set[str]] = defaultdict(set)  # word -> event ids
-
-    def upsert(self, event_id: str, title: str) -> None:
-        self.remove(event_id)
-        words = title_words(title)
-        self.words[event_id] = words
-        for w in words:
-            self.postings[w].add(event_id)
-
-    def remove(self, event_id: str) -> None:
-        for w in self.words.pop(event_id, set()):
-            ids = self.postings.get(w)
-            if ids is not None:
-                ids.discard(event_id)
-                if not ids:
-                    del self.postings[w]
-
-    def candidates(self, event_id: str, k: int) -> list[str]:
-        """The `k` groups sharing the most informative words. Words in more than a fifth of
-        the catalogue ("trump" among 5,000 political titles) only score groups that rarer
-        words already found, unless those are fewer than `k`: then they fill up."""
-        words = self.words.get(event_id, set())
-        n = max(len(self.words), 1)
-        scores: dict[str, float] = defaultdict(float)
-        common: list[tuple[int, str]] = []
-        for w in words:
-            ids = self.postings.get(w, set())
-            if len(ids) > max(50, n // 5):
-                common.append((len(ids), w))
-                continue
-            idf = math.log(1 + n / len(ids))
-            for other in ids:
-                if other != event_id:
-                    scores[other] += idf
-        for size, w in sorted(common):  # rarest of the common words first
-            idf = math.log(1 + n / size)
-            fill = len(scores) < k
-            for other in self.postings[w]:
-                if other != event_id and (fill or other in scores):
-                    scores[other] += idf
-        ranked = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
-        return [eid for eid, _ in ranked[:k]]
-
-
 def build_messages(target_title: str, candidate_titles: list[str]) -> list[dict[str, str]]:
+    """The chat messages asking which candidates imply, or are implied by, the target."""
     lines = [f"TARGET: {target_title}", "CANDIDATES:"]
     lines += [f"{i}. {t}" for i, t in enumerate(candidate_titles, 1)]
     lines += [
@@ -140,11 +79,16 @@ def parse_prompt(content: str) -> tuple[str, list[str]]:
 
 
 def cache_key(model: str, target_title: str, candidate_titles: list[str]) -> str:
+    """Stable key of one question: model, prompt version, target and the candidate set (order-free)."""
     raw = orjson.dumps([model, PROMPT_VERSION, target_title, sorted(candidate_titles)])
     return hashlib.sha1(raw).hexdigest()
 
 
-class LLMAnswerError(ValueError):
+class LLMError(Exception):
+    """Base of every error of the LLM system (answers that cannot be read, failed requests)."""
+
+
+class LLMAnswerError(LLMError, ValueError):
     """The model's answer is not the JSON we asked for."""
 
 
@@ -157,6 +101,8 @@ def _strip_fences(text: str) -> str:
 
 
 def parse_answer(text: str) -> dict[str, list[dict[str, Any]]]:
+    """`{"implied_by": [...], "implies": [...]}` from the model's text (code fences allowed);
+    items that are not objects become `{"title": str(item)}`. Raises `LLMAnswerError`."""
     try:
         data = orjson.loads(_strip_fences(text))
     except orjson.JSONDecodeError as exc:

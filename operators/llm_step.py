@@ -1,37 +1,37 @@
-"""The LLM implication step: a bounded-parallel async Bytewax operator that never blocks.
+"""The LLM implication step: a bounded-parallel stateful Bytewax operator that never blocks.
 
-Design (validated in research/bytewax.md §4): one asyncio loop per process in a daemon
-thread (`AsyncRunner`) with a semaphore of `LLM_MAX_CONCURRENT`; the stateful logic submits
-coroutines with `run_coroutine_threadsafe` and picks finished futures up in `on_notify`,
-which `notify_at` schedules every 20 ms while work is in flight. The worker thread only
-ever does dictionary work.
+Design: the step owns an `AsyncRunner` (connectors/llm/runner.py: an asyncio loop in a daemon
+thread with a semaphore of `max_concurrent`), created when the first request goes out and
+stopped in `on_eof` (or `close()`); the stateful logic submits coroutines to it and picks
+finished futures up in `on_notify`, which `notify_at` schedules every 20 ms while work is in
+flight. The worker thread only ever does dictionary work.
 
 Every group reaches one key ("catalog"), because finding cross-event implications needs
-every group: the logic keeps the catalogue and a retrieval index, and each new group (or a
-group whose title or markets changed) becomes a target: a request with the target's title
-and its retrieved candidates. `LLM_BATCH_SIZE` targets are dispatched per round (the
-seed's batching); the semaphore keeps at most `LLM_MAX_CONCURRENT` requests in flight.
-Implications are emitted as `ImplicationFound` with both current groups, and re-emitted
-with fresh groups when either group changes, so pair expansion covers new markets.
+every group: the logic keeps the catalogue and a retrieval index (operators/retrieval.py),
+and each new group (or a group whose title or markets changed) becomes a target: a request
+with the target's title and its retrieved candidates. `batch_size` targets are dispatched
+per round; the semaphore keeps at most `max_concurrent` requests in flight. Implications are
+emitted as `ImplicationFound` with both current groups, and re-emitted with fresh groups when
+either group changes, so pair expansion covers new markets.
 
 Failures never cache "no implications": a failed target is retried later (backoff from 30 s,
-at most `MAX_GROUP_RETRIES` times) and reported. Targets are dispatched once no new group has arrived for `SETTLE_S`, so the first poll's
-burst is asked against the whole catalogue and candidate sets (cache keys) are the same on
-every run. The snapshot holds the catalogue, the
-implications found, and the targets not yet answered (pending or in flight) — inputs, not
-futures — so a resumed flow re-sends exactly what had not finished. A closed event (an
+at most `MAX_GROUP_RETRIES` times) and reported. Targets are dispatched once no new group
+has arrived for `SETTLE_S`, so the first poll's burst is asked against the whole catalogue
+and candidate sets (cache keys) are the same on every run. The snapshot holds the catalogue,
+the implications found, and the targets not yet answered (pending or in flight) — inputs,
+not futures — so a resumed flow re-sends exactly what had not finished. A closed event (an
 empty group) leaves the catalogue; its implications go out once more with the empty group,
-which retracts their pairs. `on_eof` waits for the
-in-flight requests and emits their results. Without an API key the step emits nothing and
-says so once.
+which retracts their pairs. `on_eof` waits for the in-flight requests, emits their results
+and stops the runner. Without an API key the step emits nothing and says so once.
+
+Everything the step needs is handed in: an `LLMStepConfig` of primitives (the flow maps its
+settings to it) and the metric groups "llm" and "cache".
 """
 
 from __future__ import annotations
 
-import asyncio
-import threading
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -41,15 +41,15 @@ import bytewax.operators as op
 from bytewax.dataflow import Stream
 from bytewax.operators import StatefulLogic
 
-from connectors.llm_client import ImplicationClient, LLMCache, LLMFailure
-from operators.llm_prompt import RetrievalIndex, implications_from_answer
+from connectors.llm.client import ImplicationClient, LLMCache, LLMFailure
+from connectors.llm.protocol import implications_from_answer
+from connectors.llm.runner import AsyncRunner
+from operators.retrieval import RetrievalIndex
 from polyalphascan.logs import get_logger
-from polyalphascan.metrics import metrics
+from polyalphascan.metrics import MetricGroup
 from polyalphascan.records import Group, GroupImplication, ImplicationFound
-from polyalphascan.settings import Settings
 
 log = get_logger(__name__)
-_m = metrics("llm")
 
 POLL = timedelta(milliseconds=20)
 #: targets wait until no group arrived for this long, so a burst (the first poll) is asked
@@ -59,63 +59,38 @@ MAX_GROUP_RETRIES = 3
 RETRY_BASE_S = 30.0
 
 
-class AsyncRunner:
-    """One event loop per process in a daemon thread, bounded by a semaphore."""
+@dataclass(frozen=True)
+class LLMStepConfig:
+    """What the LLM step and its client need, as primitives (the flow maps its settings here;
+    the defaults are the settings' documented defaults). No API key: the step is off."""
 
-    _instances: dict[str, "AsyncRunner"] = {}
-    _lock = threading.Lock()
+    base_url: str
+    api_key: str | None = field(repr=False)
+    model: str
+    max_concurrent: int = 5
+    batch_size: int = 10
+    candidates_per_target: int = 40
+    timeout_s: float = 60.0
+    max_attempts: int = 6
+    cache_max_entries: int = 100_000
+    #: answers are cached in this Redis (with `cache_ttl_s`) when set, else in-process
+    redis_cache_url: str | None = None
+    redis_key_prefix: str = "pas"
+    cache_ttl_s: int = 3600
+    #: how long `on_eof` waits for unfinished requests
+    eof_timeout_s: float = 120.0
 
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, name="llm-runner", daemon=True)
-        self.thread.start()
+    @property
+    def enabled(self) -> bool:
+        return self.api_key is not None
 
-        async def make() -> asyncio.Semaphore:
-            return asyncio.Semaphore(limit)
 
-        self.sem = asyncio.run_coroutine_threadsafe(make(), self.loop).result()
-        self.in_flight = 0
-
-    @classmethod
-    def get(cls, name: str, limit: int) -> "AsyncRunner":
-        with cls._lock:
-            runner = cls._instances.get(name)
-            if runner is None:
-                runner = cls._instances[name] = cls(limit)
-            return runner
-
-    @classmethod
-    def reset(cls) -> None:
-        """Cancel everything and drop the runners (tests running several flows in one process)."""
-        async def shutdown() -> None:
-            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-
-        with cls._lock:
-            for runner in cls._instances.values():
-                try:
-                    asyncio.run_coroutine_threadsafe(shutdown(), runner.loop).result(5)
-                except Exception:
-                    pass
-                runner.loop.call_soon_threadsafe(runner.loop.stop)
-                runner.thread.join(timeout=5)
-            cls._instances.clear()
-
-    def submit(self, make: Callable[[], Coroutine[Any, Any, Any]]) -> Future[Any]:
-        async def guarded() -> Any:
-            async with self.sem:
-                self.in_flight += 1
-                _m.set("in_flight", self.in_flight)
-                try:
-                    return await make()
-                finally:
-                    self.in_flight -= 1
-                    _m.set("in_flight", self.in_flight)
-
-        return asyncio.run_coroutine_threadsafe(guarded(), self.loop)
+def make_client(config: LLMStepConfig, metrics: MetricGroup, cache_metrics: MetricGroup) -> ImplicationClient:
+    """The step's client: `config`'s endpoint and model, its cache (Redis or in-process)."""
+    cache = LLMCache(cache_metrics, max_entries=config.cache_max_entries, redis_url=config.redis_cache_url,
+                     redis_key_prefix=config.redis_key_prefix, ttl_seconds=config.cache_ttl_s)
+    return ImplicationClient(base_url=config.base_url, api_key=config.api_key, model=config.model, cache=cache,
+                             metrics=metrics, timeout_s=config.timeout_s, max_attempts=config.max_attempts)
 
 
 @dataclass
@@ -132,15 +107,19 @@ def _signature(g: Group) -> tuple[str, tuple[str, ...]]:
 
 
 class CatalogLogic(StatefulLogic):
-    _disabled_logged = False
+    """The catalogue's logic. Owns its `AsyncRunner` (created with the first request, stopped
+    by `on_eof` or `close()`) and its client (from `client_factory`, closed with the runner)."""
 
-    def __init__(self, settings: Settings, client_factory: Callable[[], ImplicationClient],
-                 resume: CatalogState | None, runner_name: str = "llm", eof_timeout: float = 120.0) -> None:
-        self.settings = settings
-        self.enabled = settings.llm_enabled
+    def __init__(self, config: LLMStepConfig, client_factory: Callable[[], ImplicationClient],
+                 resume: CatalogState | None, *, metrics: MetricGroup) -> None:
+        self.config = config
+        self.enabled = config.enabled
         self.client_factory = client_factory
-        self.runner_name = runner_name
-        self.eof_timeout = eof_timeout
+        self.metrics = metrics
+        self.eof_timeout = config.eof_timeout_s
+        self._disabled_logged = False
+        self._runner_: AsyncRunner | None = None
+        self._closed = False
         self.state = resume or CatalogState()
         self.index = RetrievalIndex()
         for g in self.state.groups.values():
@@ -157,7 +136,18 @@ class CatalogLogic(StatefulLogic):
 
     # --------------------------------------------------------------------- helpers
     def _runner(self) -> AsyncRunner:
-        return AsyncRunner.get(self.runner_name, self.settings.llm_max_concurrent)
+        if self._runner_ is None:
+            self._runner_ = AsyncRunner(self.config.max_concurrent, self.metrics)
+        return self._runner_
+
+    def close(self) -> None:
+        """Stop the runner: requests still in flight are cancelled (they stay unfinished in
+        the snapshot) and the client's connections closed. The logic dispatches no more."""
+        self._closed = True
+        runner, self._runner_ = self._runner_, None
+        if runner is not None:
+            client = self._client
+            runner.stop(cleanup=client.aclose if client is not None else None)
 
     def _get_client(self) -> ImplicationClient:
         if self._client is None:
@@ -170,9 +160,9 @@ class CatalogLogic(StatefulLogic):
         return ImplicationFound(imp, p, c) if p is not None and c is not None else None
 
     def _dispatch(self, *, force: bool = False) -> None:
-        if not force and time.monotonic() - self._last_group_at < SETTLE_S:
+        if self._closed or (not force and time.monotonic() - self._last_group_at < SETTLE_S):
             return
-        batch = max(self.settings.llm_batch_size, self.settings.llm_max_concurrent)
+        batch = max(self.config.batch_size, self.config.max_concurrent)
         now = time.time()
         for eid, (at, _n) in list(self.state.retry_at.items()):
             if at <= now and eid not in self.inflight and eid not in self.state.pending:
@@ -182,7 +172,7 @@ class CatalogLogic(StatefulLogic):
             target = self.state.groups.get(eid)
             if target is None or eid in self.inflight:
                 continue
-            cands = self.index.candidates(eid, self.settings.llm_candidates_per_target)
+            cands = self.index.candidates(eid, self.config.candidates_per_target)
             by_title = {self.state.groups[c].title: c for c in cands if c in self.state.groups}
             titles = list(by_title)
             if not titles:
@@ -191,7 +181,7 @@ class CatalogLogic(StatefulLogic):
             client = self._get_client()
             fut = self._runner().submit(lambda t=target.title, c=titles: client.ask(t, c))
             self.inflight[eid] = (fut, by_title)
-            _m.inc("targets_submitted")
+            self.metrics.inc("targets_submitted")
 
     def _harvest(self, block: float | None = None) -> list[ImplicationFound]:
         out: list[ImplicationFound] = []
@@ -201,40 +191,40 @@ class CatalogLogic(StatefulLogic):
                     fut.result(timeout=block)
                 except Exception:
                     pass
-            if not fut.done():
-                continue
+            if not fut.done() or fut.cancelled():
+                continue  # cancelled: the runner was stopped; the target stays unfinished
             del self.inflight[eid]
             target = self.state.groups.get(eid)
             try:
                 answer = fut.result()
-            except (LLMFailure, Exception) as exc:
-                kind = getattr(exc, "kind", type(exc).__name__)
+            except Exception as exc:  # a failed request, or anything unexpected: retry the group later
+                kind = exc.kind if isinstance(exc, LLMFailure) else type(exc).__name__
                 _, attempts = self.state.retry_at.get(eid, (0.0, 0))
                 if attempts + 1 > MAX_GROUP_RETRIES:
                     self.state.retry_at.pop(eid, None)
-                    _m.inc("groups_failed")
+                    self.metrics.inc("groups_failed")
                     log.error("llm_group_failed", event_id=eid, kind=kind, attempts=attempts + 1)
                     self.state.done += 1
                 else:
                     delay = RETRY_BASE_S * (2 ** attempts)
                     self.state.retry_at[eid] = (time.time() + delay, attempts + 1)
-                    _m.inc("groups_retry_scheduled")
+                    self.metrics.inc("groups_retry_scheduled")
                     log.warning("llm_group_retry_later", event_id=eid, kind=kind, retry_in_s=delay)
                 continue
             self.state.retry_at.pop(eid, None)
             self.state.done += 1
             if target is None:
                 continue
-            imps, unmatched = implications_from_answer(answer, target, by_title, self.settings.llm_model)
+            imps, unmatched = implications_from_answer(answer, target, by_title, self.config.model)
             if unmatched:
-                _m.inc("unmatched_titles", unmatched)
+                self.metrics.inc("unmatched_titles", unmatched)
             for imp in imps:
                 key = (imp.premise_event_id, imp.conclusion_event_id)
                 if key[0] not in self.state.groups or key[1] not in self.state.groups:
                     continue  # a candidate closed while the request was in flight
                 if key not in self.state.found:
                     self.state.found[key] = imp
-                    _m.inc("implications")
+                    self.metrics.inc("implications")
                 found = self._emit_for(imp)
                 if found is not None:
                     out.append(found)
@@ -243,8 +233,8 @@ class CatalogLogic(StatefulLogic):
 
     def _progress(self) -> None:
         backlog = len(self.state.pending) + len(self.inflight)
-        _m.set("backlog", backlog)
-        _m.set("done", self.state.done)
+        self.metrics.set("backlog", backlog)
+        self.metrics.set("done", self.state.done)
         now = time.monotonic()
         if backlog and now - self._last_progress > 5.0:
             self._last_progress = now
@@ -257,8 +247,8 @@ class CatalogLogic(StatefulLogic):
     # --------------------------------------------------------------------- StatefulLogic
     def on_item(self, group: Group) -> tuple[list[ImplicationFound], bool]:
         if not self.enabled:
-            if not CatalogLogic._disabled_logged:
-                CatalogLogic._disabled_logged = True
+            if not self._disabled_logged:
+                self._disabled_logged = True
                 log.warning("llm_disabled", detail="no OPENROUTER_API_KEY: only rule implications are produced")
             return [], StatefulLogic.RETAIN
         if not group.markets:  # the event closed: retract its pairs, forget it
@@ -297,7 +287,7 @@ class CatalogLogic(StatefulLogic):
             if other is not None:
                 premise, conclusion = (gone, other) if key[0] == eid else (other, gone)
                 out.append(ImplicationFound(imp, premise, conclusion))
-        _m.inc("groups_closed")
+        self.metrics.inc("groups_closed")
         return out
 
     def on_notify(self) -> tuple[list[ImplicationFound], bool]:
@@ -307,15 +297,20 @@ class CatalogLogic(StatefulLogic):
 
     def on_eof(self) -> tuple[list[ImplicationFound], bool]:
         out: list[ImplicationFound] = []
+        if self._closed:
+            return out, StatefulLogic.RETAIN
         deadline = time.monotonic() + self.eof_timeout
         while (self.inflight or self.state.pending) and time.monotonic() < deadline:
             self._dispatch(force=True)
             out += self._harvest(block=max(0.0, deadline - time.monotonic()))
         if self.inflight or self.state.pending:
             log.error("llm_unfinished_at_eof", targets=len(self.inflight) + len(self.state.pending))
+        self.close()
         return out, StatefulLogic.RETAIN
 
     def notify_at(self) -> datetime | None:
+        if self._closed:
+            return None
         now = datetime.now(timezone.utc)
         if self.inflight or self.state.pending:
             return now + POLL
@@ -330,13 +325,14 @@ class CatalogLogic(StatefulLogic):
         return CatalogState(dict(s.groups), unfinished, dict(s.retry_at), dict(s.found), s.done)
 
 
-def llm_implications(step_id: str, up: Stream[tuple[str, Group]], settings: Settings, *,
-                     redis_url: str | None = None,
+def llm_implications(step_id: str, up: Stream[tuple[str, Group]], config: LLMStepConfig, *,
+                     metrics: MetricGroup, cache_metrics: MetricGroup,
                      client_factory: Callable[[], ImplicationClient] | None = None) -> Stream[ImplicationFound]:
-    """Groups (all keyed "catalog") in, implications with both groups out."""
+    """Groups (all keyed "catalog") in, implications with both groups out. `metrics` is the
+    group "llm", `cache_metrics` the group "cache"."""
     if client_factory is None:
         def client_factory() -> ImplicationClient:
-            return ImplicationClient(settings, LLMCache(settings, redis_url))
+            return make_client(config, metrics, cache_metrics)
 
-    found = op.stateful(step_id, up, lambda resume: CatalogLogic(settings, client_factory, resume))
+    found = op.stateful(step_id, up, lambda resume: CatalogLogic(config, client_factory, resume, metrics=metrics))
     return op.map(f"{step_id}_unkey", found, lambda kv: kv[1])

@@ -7,30 +7,30 @@ takes. Tokens beyond `max_shards × tokens_per_shard` wait in the overflow set �
 never silently dropped. `version` increments on every change, so shards re-read their set
 only when something changed.
 
-Keys (prefix P): `P:v1:tokens:shard:{i}` set of tokens; `P:v1:tokens:assign` hash token →
-shard; `P:v1:tokens:info` hash token → JSON {market_id, no_token}; `P:v1:tokens:overflow`
-sorted set (score = arrival order); `P:v1:tokens:version` counter.
+Keys (names from `RedisKeys`, prefix P): `P:v1:tokens:shard:{i}` set of tokens;
+`P:v1:tokens:assign` hash token → shard; `P:v1:tokens:info` hash token → JSON {market_id,
+no_token}; `P:v1:tokens:overflow` sorted set (score = arrival order); `P:v1:tokens:version`
+counter; `P:v1:tokens:seq` arrival counter.
+
+`TokenRegistrySink` feeds it from the event deltas through the shared write-behind writer
+(`connectors.redis.writer`): `write_batch` never blocks on Redis.
 """
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Iterable
 
 import orjson
 import redis
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
-from connectors.redis_restart import RestartWatch
-from polyalphascan.logs import RateLimitedLog, get_logger
-from polyalphascan.metrics import metrics
+from connectors.redis.layout import RedisKeys
+from connectors.redis.writer import WriteBehind, WriterMetricNames
+from polyalphascan.logs import get_logger
+from polyalphascan.metrics import MetricGroup
 from polyalphascan.records import DeltaKind, EventDelta, Market
-from polyalphascan.settings import Settings
 
 log = get_logger(__name__)
-_limited = RateLimitedLog(log, interval=10.0)
-_m = metrics("ws")
 
 # KEYS: assign, info, overflow, version, seq   ARGV: shards, cap, shard_prefix, then (token, info) pairs
 _ADD = """
@@ -85,17 +85,23 @@ return {removed, promoted}
 
 
 class TokenRegistry:
-    def __init__(self, client: redis.Redis, prefix: str, max_shards: int, tokens_per_shard: int) -> None:
+    """The registry under `prefix`: `max_shards` shards of at most `tokens_per_shard` tokens.
+    `metrics` (the `ws` group; a private one when not given) gets the `overflow_tokens` gauge."""
+
+    def __init__(self, client: redis.Redis, prefix: str, max_shards: int, tokens_per_shard: int, *,
+                 metrics: MetricGroup | None = None) -> None:
         self.client = client
         self.max_shards = max_shards
         self.cap = tokens_per_shard
-        base = f"{prefix}:v1:tokens"
-        self.shard_prefix = f"{base}:shard:"
-        self.assign_key = f"{base}:assign"
-        self.info_key = f"{base}:info"
-        self.overflow_key = f"{base}:overflow"
-        self.version_key = f"{base}:version"
-        self.seq_key = f"{base}:seq"
+        self.metrics = metrics if metrics is not None else MetricGroup("ws")
+        keys = RedisKeys(prefix)
+        self.shard_prefix = keys.tokens_shard_prefix
+        self.assign_key = keys.tokens_assign
+        self.info_key = keys.tokens_info
+        self.overflow_key = keys.tokens_overflow
+        self.version_key = keys.tokens_version
+        self.seq_key = keys.tokens_seq
+        self.keys = keys
         self._add = client.register_script(_ADD)
         self._remove = client.register_script(_REMOVE)
         self._last_overflow = -1
@@ -129,7 +135,7 @@ class TokenRegistry:
 
     def _report_overflow(self) -> None:
         n = self.overflow()
-        _m.set("overflow_tokens", n)
+        self.metrics.set("overflow_tokens", n)
         if n != self._last_overflow:
             if n > 0:
                 log.warning("token_overflow", tokens_not_subscribed=n, capacity=self.max_shards * self.cap,
@@ -139,7 +145,7 @@ class TokenRegistry:
             self._last_overflow = n
 
     def shard_tokens(self, shard: int) -> set[str]:
-        return {t.decode() for t in self.client.smembers(f"{self.shard_prefix}{shard}")}
+        return {t.decode() for t in self.client.smembers(self.keys.tokens_shard(shard))}
 
     def shard_of(self, token: str) -> int | None:
         v = self.client.hget(self.assign_key, token)
@@ -163,94 +169,53 @@ class TokenRegistry:
         return {orjson.loads(raw)["no_token"] for raw in self.client.hmget(self.info_key, toks) if raw}
 
 
-class RegistryWriter:
-    """Write-behind for the registry: `submit` never blocks the worker; a thread applies the
-    pending additions and removals, and keeps them (retrying with backoff) while Redis is
-    unavailable, so no market is lost to an outage. Pending work is bounded by the number of
-    distinct tokens (a later change to the same token replaces the earlier one)."""
+_REGISTRY_METRICS = WriterMetricNames(pending="registry_pending", errors="registry_errors", coalesced=None,
+                                      restarts=None)
 
-    def __init__(self, registry: TokenRegistry, *, backoff_initial: float = 0.2, backoff_max: float = 5.0) -> None:
+
+class RegistryWriter:
+    """Write-behind for the registry: `submit` never blocks the worker; a `WriteBehind` thread
+    applies the pending additions and removals, and keeps them (retrying with backoff) while
+    Redis is unavailable, so no market is lost to an outage. Pending work is bounded by the
+    number of distinct tokens (a later change to the same token replaces the earlier one);
+    every open market is registered again when Redis comes back empty after a restart."""
+
+    def __init__(self, registry: TokenRegistry, *, backoff_initial: float = 0.2, backoff_max: float = 5.0,
+                 metrics: MetricGroup | None = None) -> None:
+        """`metrics`: the `ws` group (default: the registry's)."""
         self.registry = registry
-        self.backoff_initial = backoff_initial
-        self.backoff_max = backoff_max
-        self._pending: dict[str, Market | None] = {}  # yes token -> market to add, or None to remove
-        self._live: dict[str, Market] = {}  # every open market registered: rewritten after a restart
-        self._restarts = RestartWatch(registry.client)
-        self._cv = threading.Condition()
-        self._closing = False
-        self._thread = threading.Thread(target=self._run, name="token-registry-writer", daemon=True)
-        self._thread.start()
+        # yes token -> market to add, or None to remove; open markets are rewritten after a restart
+        self.behind: WriteBehind[Market | None] = WriteBehind(
+            registry.client, self._apply, live=lambda m: m is not None,
+            metrics=metrics if metrics is not None else registry.metrics, names=_REGISTRY_METRICS,
+            name="token-registry-writer", max_batch=None, backoff_initial=backoff_initial, backoff_max=backoff_max,
+            close_grace=0.0,
+        )
 
     def submit(self, deltas: list[EventDelta]) -> None:
-        with self._cv:
-            for delta in deltas:
-                if delta.kind is DeltaKind.MARKET_CLOSED:
-                    closed = set(delta.closed_market_ids)
-                    for m in delta.event.markets:
-                        if m.id in closed and m.yes_token:
-                            self._pending[m.yes_token] = None
-                            self._live.pop(m.yes_token, None)
-                else:
-                    for m in delta.event.open_markets:
-                        self._pending[m.yes_token] = m
-                        self._live[m.yes_token] = m
-            _m.set("registry_pending", len(self._pending))
-            self._cv.notify()
+        items: list[tuple[str, Market | None]] = []
+        for delta in deltas:
+            if delta.kind is DeltaKind.MARKET_CLOSED:
+                closed = set(delta.closed_market_ids)
+                items += [(m.yes_token, None) for m in delta.event.markets if m.id in closed and m.yes_token]
+            else:
+                items += [(m.yes_token, m) for m in delta.event.open_markets]
+        self.behind.submit(items)
+
+    def _apply(self, batch: dict[str, Market | None]) -> None:
+        add = [m for m in batch.values() if m is not None]
+        remove = [t for t, m in batch.items() if m is None]
+        if add:
+            self.registry.add_markets(add)
+        if remove:
+            self.registry.remove_tokens(remove)
 
     @property
     def pending(self) -> int:
-        with self._cv:
-            return len(self._pending)
-
-    def _requeue_if_restarted(self, force: bool = False) -> None:
-        """A Redis that came back empty: register every open market again."""
-        if not self._restarts.restarted(force=force):
-            return
-        with self._cv:
-            for token, market in self._live.items():
-                self._pending.setdefault(token, market)
-        log.warning("redis_restart_detected_reregistering", tokens=len(self._live))
-
-    def _run(self) -> None:
-        delay = self.backoff_initial
-        self._restarts.restarted(force=True)
-        while True:
-            self._requeue_if_restarted()
-            with self._cv:
-                if not self._pending and not self._closing:
-                    self._cv.wait(0.5)
-                if not self._pending:
-                    if self._closing:
-                        return
-                    continue
-                batch, self._pending = self._pending, {}
-            add = [m for m in batch.values() if m is not None]
-            remove = [t for t, m in batch.items() if m is None]
-            try:
-                if add:
-                    self.registry.add_markets(add)
-                if remove:
-                    self.registry.remove_tokens(remove)
-                if delay > self.backoff_initial:
-                    self._requeue_if_restarted(force=True)  # just recovered: was it a restart?
-                delay = self.backoff_initial
-            except redis.RedisError as exc:
-                _m.inc("registry_errors")
-                with self._cv:
-                    for token, change in batch.items():
-                        self._pending.setdefault(token, change)  # newer changes win
-                _limited.warning("registry", "token_registry_write_failed_retrying", error=str(exc),
-                                 pending=len(batch))
-                if self._closing:
-                    return
-                time.sleep(delay)
-                delay = min(delay * 2, self.backoff_max)
+        return self.behind.pending
 
     def close(self, timeout: float = 10.0) -> None:
-        with self._cv:
-            self._closing = True
-            self._cv.notify()
-        self._thread.join(timeout)
+        self.behind.close(timeout)
 
 
 class _RegistryPartition(StatelessSinkPartition[EventDelta]):
@@ -262,17 +227,23 @@ class _RegistryPartition(StatelessSinkPartition[EventDelta]):
 
     def close(self) -> None:
         self.writer.close()
+        self.writer.registry.client.close()
 
 
 class TokenRegistrySink(DynamicSink[EventDelta]):
-    """Feeds the registry from the event poller's deltas (open markets in, closed out)."""
+    """Feeds the registry from the event poller's deltas (open markets in, closed out).
+    `max_shards` × `tokens_per_shard` is the capacity; `metrics` is the `ws` group (a private
+    one when not given)."""
 
-    def __init__(self, redis_url: str, settings: Settings) -> None:
+    def __init__(self, redis_url: str, key_prefix: str, max_shards: int, tokens_per_shard: int, *,
+                 metrics: MetricGroup | None = None) -> None:
         self.redis_url = redis_url
-        self.settings = settings
+        self.key_prefix = key_prefix
+        self.max_shards = max_shards
+        self.tokens_per_shard = tokens_per_shard
+        self.metrics = metrics if metrics is not None else MetricGroup("ws")
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _RegistryPartition:
-        s = self.settings
         client = redis.Redis.from_url(self.redis_url, socket_timeout=5)
-        return _RegistryPartition(RegistryWriter(TokenRegistry(client, s.redis_key_prefix, s.ws_max_connections,
-                                                               s.ws_tokens_per_connection)))
+        registry = TokenRegistry(client, self.key_prefix, self.max_shards, self.tokens_per_shard, metrics=self.metrics)
+        return _RegistryPartition(RegistryWriter(registry))

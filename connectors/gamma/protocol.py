@@ -1,4 +1,4 @@
-"""Parse Gamma event/market JSON into typed records, defensively.
+"""The Gamma wire format: event/market JSON parsed into typed records, defensively. Pure.
 
 Real Gamma quirks handled: `outcomes`, `outcomePrices`, `clobTokenIds` are JSON-encoded
 strings (sometimes real arrays); numbers come as strings; `negRiskAugmented` (event) and
@@ -6,6 +6,9 @@ strings (sometimes real arrays); numbers come as strings; `negRiskAugmented` (ev
 (`version: "v2"`) take their asset ids from `positionIds` (a real array) even when legacy `clobTokenIds` is there;
 missing optional fields. A record that cannot be parsed raises `GammaParseError` naming
 the id, so the caller counts and skips it and keeps the rest of the page.
+
+`GammaError` is the root of every Gamma failure (parse errors here; HTTP and retry failures in
+`connectors.gamma.client`), so a caller can tell Gamma trouble from a bug with one `except`.
 """
 
 from __future__ import annotations
@@ -18,11 +21,26 @@ import orjson
 from polyalphascan.records import Event, Market
 
 
-class GammaParseError(ValueError):
+class GammaError(Exception):
+    """Anything Gamma made impossible: an unreadable record, an HTTP error, a request given up."""
+
+
+class GammaParseError(GammaError, ValueError):
+    """One record (event or market) that cannot be read; `record_id` is its id as far as legible."""
+
     def __init__(self, record_id: str, reason: str) -> None:
         super().__init__(f"record {record_id or '?'}: {reason}")
         self.record_id = record_id
         self.reason = reason
+
+
+def raw_event_id(raw: Any) -> int:
+    """The numeric id of a raw listing record, or -1 when it has none (paging and the watermark
+    compare ids before anything is parsed)."""
+    try:
+        return int(raw.get("id"))
+    except (AttributeError, TypeError, ValueError):
+        return -1
 
 
 def decode_list(value: Any) -> list[Any]:

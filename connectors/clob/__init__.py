@@ -1,0 +1,2 @@
+"""Polymarket CLOB market channel: frame parsing and books (`protocol`), the per-shard
+websocket client (`client`), the Bytewax price source (`source`)."""

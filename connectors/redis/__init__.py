@@ -1,0 +1,1 @@
+"""Redis: key layout, write-behind sinks (portfolios, token registry), metrics writer, embedded server."""

@@ -1,0 +1,191 @@
+"""The write-behind writer: the one way state gets from a Bytewax worker into Redis.
+
+`submit` only updates a pending map under a lock and returns, so a slow or absent Redis
+never stalls the dataflow. A background thread takes batches from the map and hands them
+to the owner's `write` function (one pipeline / script round per batch). Semantics:
+
+- coalescing: pending work is keyed; a later change to the same key replaces the earlier
+  one, so the pending map is bounded by the number of distinct keys;
+- Redis errors (`redis.RedisError`): the batch goes back to the pending map (a change that
+  arrived meanwhile wins), the thread retries with exponential backoff until Redis answers;
+  at close it gives up after `close_grace` seconds of outage;
+- restarts: every value for which `live(value)` is true is remembered (a later non-live
+  value for the key forgets it); when the server's `run_id` changes (a server without
+  persistence comes back empty) every remembered value is queued again. `write` must
+  therefore be idempotent (a rewrite of data that survived writes nothing).
+
+Counters and gauges go to the `MetricGroup` the owner passes, under the names in
+`WriterMetricNames` (a name of `None` is not recorded).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+import redis
+
+from connectors.redis.restart import RestartWatch
+from polyalphascan.logs import get_logger
+from polyalphascan.metrics import MetricGroup
+
+log = get_logger(__name__)
+
+V = TypeVar("V")
+
+
+@dataclass(frozen=True)
+class WriterMetricNames:
+    pending: str = "pending"  # gauge: keys waiting to be written
+    errors: str = "write_errors"  # counter: failed write rounds
+    coalesced: str | None = "coalesced"  # counter: changes replaced before they were written
+    restarts: str | None = "restarts_detected"  # counter: Redis restarts seen
+
+
+class WriteBehind(Generic[V]):
+    """A coalescing pending map plus the thread that writes it to Redis (starts at once)."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        write: Callable[[dict[str, V]], object],
+        *,
+        live: Callable[[V], bool],
+        metrics: MetricGroup,
+        name: str,
+        names: WriterMetricNames = WriterMetricNames(),
+        max_batch: int | None = None,
+        backoff_initial: float = 0.2,
+        backoff_max: float = 5.0,
+        close_grace: float = 10.0,
+        restart_check_every: float = 2.0,
+    ) -> None:
+        """`write(batch)` writes one batch (insertion order kept) and raises `redis.RedisError`
+        when Redis fails; `live(value)` says whether a value is rewritten after a restart;
+        `max_batch` caps a batch (None: everything pending)."""
+        self.name = name
+        self.metrics = metrics
+        self.names = names
+        self.max_batch = max_batch
+        self.backoff_initial = backoff_initial
+        self.backoff_max = backoff_max
+        self.close_grace = close_grace
+        self._write = write
+        self._is_live = live
+        self._pending: dict[str, V] = {}
+        self._live: dict[str, V] = {}
+        self._restarts = RestartWatch(client, every=restart_check_every)
+        self._cv = threading.Condition()
+        self._closing = False
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    # ------------------------------------------------------------------ worker side (never blocks on Redis)
+    def submit(self, items: Iterable[tuple[str, V]]) -> None:
+        m, names = self.metrics, self.names
+        with self._cv:
+            for key, value in items:
+                if names.coalesced is not None and key in self._pending:
+                    m.inc(names.coalesced)
+                self._pending[key] = value
+                if self._is_live(value):
+                    self._live[key] = value
+                else:
+                    self._live.pop(key, None)
+            m.set(names.pending, len(self._pending))
+            self._cv.notify()
+
+    @property
+    def pending(self) -> int:
+        with self._cv:
+            return len(self._pending)
+
+    def snapshot(self) -> tuple[dict[str, V], dict[str, V]]:
+        """Copies of (pending, live): for tests and diagnostics."""
+        with self._cv:
+            return dict(self._pending), dict(self._live)
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Wait until nothing is pending (or the timeout passes); True if drained."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._cv:
+                if not self._pending:
+                    break
+                self._cv.notify()
+            time.sleep(0.01)
+        return self.pending == 0
+
+    def close(self, timeout: float = 15.0) -> None:
+        """Write what is pending (giving up after `close_grace` s of outage), stop the thread."""
+        with self._cv:
+            self._closing = True
+            self._cv.notify()
+        self._thread.join(timeout)
+
+    # ------------------------------------------------------------------ writer thread
+    def _take(self) -> dict[str, V]:
+        with self._cv:
+            if not self._pending and not self._closing:
+                self._cv.wait(0.5)
+            if self.max_batch is None or len(self._pending) <= self.max_batch:
+                batch, self._pending = self._pending, {}
+                return batch
+            batch = {}
+            for key in list(self._pending)[: self.max_batch]:
+                batch[key] = self._pending.pop(key)
+            return batch
+
+    def _putback(self, batch: dict[str, V]) -> None:
+        with self._cv:
+            for key, value in batch.items():
+                self._pending.setdefault(key, value)  # a newer change that arrived meanwhile wins
+            self.metrics.set(self.names.pending, len(self._pending))
+
+    def _check_restart(self, force: bool = False) -> None:
+        """A Redis that restarted may have come back empty: queue every live value again."""
+        if not self._restarts.restarted(force=force):
+            return
+        with self._cv:
+            for key, value in self._live.items():
+                self._pending.setdefault(key, value)
+            n = len(self._live)
+        if self.names.restarts is not None:
+            self.metrics.inc(self.names.restarts)
+        log.warning("redis_restart_detected_rewriting", writer=self.name, items=n)
+
+    def _run(self) -> None:
+        self._restarts.restarted(force=True)  # learn the server's run id
+        delay = self.backoff_initial
+        down_since: float | None = None
+        while True:
+            if down_since is None:
+                self._check_restart()  # also catches a restart that happened while idle
+            batch = self._take()
+            if not batch:
+                if self._closing:
+                    return
+                continue
+            try:
+                self._write(batch)
+            except redis.RedisError as exc:
+                self._putback(batch)
+                self.metrics.inc(self.names.errors)
+                if down_since is None:
+                    down_since = time.monotonic()
+                    log.warning("redis_write_failed_retrying", writer=self.name, error=str(exc), pending=self.pending)
+                if self._closing and time.monotonic() - down_since >= self.close_grace:
+                    log.error("redis_unavailable_at_close", writer=self.name, lost=self.pending)
+                    return
+                time.sleep(delay)
+                delay = min(delay * 2, self.backoff_max)
+                continue
+            if down_since is not None:
+                log.info("redis_write_recovered", writer=self.name, down_s=round(time.monotonic() - down_since, 2))
+                down_since = None
+                self._check_restart(force=True)  # just recovered: was it a restart?
+            delay = self.backoff_initial
+            self.metrics.set(self.names.pending, self.pending)

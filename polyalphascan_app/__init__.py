@@ -1,0 +1,1 @@
+"""polyalphascan, the application: CLI, demo and monitoring server on top of the flow."""
