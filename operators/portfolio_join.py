@@ -25,7 +25,7 @@ import bytewax.operators as op
 from bytewax.dataflow import Stream
 from bytewax.operators import StatefulLogic
 
-from operators.pricing import price_cover, quote_changed
+from operators.pricing import REASON_CROSSED, evaluate, quote_changed
 from polyalphascan.metrics import MetricGroup
 from polyalphascan.records import (
     CoverRetracted,
@@ -106,11 +106,13 @@ class CoverPricer(StatefulLogic):
     def _reprice(self) -> list[PortfolioChange]:
         assert self.spec is not None
         self.metrics.inc("repriced")
-        quote = price_cover(self.spec, self.quotes, min_coverage=self.min_coverage, max_cost=self.max_cost)
+        quote, reason = evaluate(self.spec, self.quotes, min_coverage=self.min_coverage, max_cost=self.max_cost)
         if quote is None:
+            if reason == REASON_CROSSED:
+                self.metrics.inc("crossed_book")
             if self.published is not None:
                 self.published = None
-                return [PortfolioRemoved(self.spec.id, "filtered")]
+                return [PortfolioRemoved(self.spec.id, reason if reason == REASON_CROSSED else "filtered")]
             return []
         if self.published is None or quote_changed(self.published, quote):
             self.published = quote

@@ -28,6 +28,7 @@ REASON_OK = "ok"
 REASON_NO_PRICE = "no_price"
 REASON_LOW_COVERAGE = "low_coverage"
 REASON_TOO_EXPENSIVE = "too_expensive"
+REASON_CROSSED = "crossed_book"
 
 
 def tier_of(coverage: float) -> int:
@@ -40,7 +41,9 @@ def tier_of(coverage: float) -> int:
 def evaluate(
     spec: CoverSpec, yes_quotes: Mapping[str, PriceUpdate], *, min_coverage: float, max_cost: float
 ) -> tuple[PortfolioQuote | None, str]:
-    """The quote and why it is missing: ok | no_price | low_coverage | too_expensive."""
+    """The quote and why it is missing: ok | no_price | crossed_book | low_coverage |
+    too_expensive. A crossed top of book (bid above ask: a stale or half-applied update, never
+    a resting book) prices nothing: it would show a profit no order can take."""
     legs: list[LegQuote] = []
     cost = 0.0
     size = float("inf")
@@ -49,6 +52,8 @@ def evaluate(
         q = yes_quotes.get(leg.yes_token)
         if q is None:
             return None, REASON_NO_PRICE
+        if q.best_bid is not None and q.best_ask is not None and q.best_bid > q.best_ask + EPS:
+            return None, REASON_CROSSED
         if leg.side is Side.YES:
             if q.best_ask is None:
                 return None, REASON_NO_PRICE

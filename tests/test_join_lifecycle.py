@@ -354,3 +354,17 @@ def test_the_flow_wires_retractions_to_every_leg_token() -> None:
     last = {c.quote.cover_id: c.quote for c in out if isinstance(c, PortfolioUpsert)}
     assert set(last) == {s.id, t.id}
     assert last[t.id] == priced(t, px(2, 0.50, 0.53, ts=5), px(3, 0.30, 0.32))
+
+
+def test_a_crossed_book_removes_the_portfolio_until_it_uncrosses() -> None:
+    j = Join()
+    s = pair(1, 2)
+    j.register(s)
+    j.price(px(1, 0.40, 0.42))
+    (up,) = j.price(px(2, 0.55, 0.57))
+    assert isinstance(up, PortfolioUpsert)
+    crossed = j.price(px(1, 0.90, 0.10, ts=3))
+    assert crossed == [PortfolioRemoved(s.id, "crossed_book")] and j.metrics.get("crossed_book") == 1
+    assert j.price(px(1, 0.91, 0.10, ts=4)) == []  # still crossed: nothing published, nothing removed twice
+    (back,) = j.price(px(1, 0.40, 0.43, ts=5))
+    assert isinstance(back, PortfolioUpsert) and back.quote.legs[0].ask == 0.43

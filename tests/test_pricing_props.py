@@ -360,3 +360,20 @@ def test_a_timeframe_premise_with_another_conclusion_is_a_mixed_pairing() -> Non
     prem = grp("p", PartitionType.TIMEFRAME, gm(1, date="2028-06-30"), gm(2, date="2028-12-31"))
     undated = grp("c", PartitionType.SINGLE, gm(3))  # no date: compatible with every rung
     assert ids(market_pairs(prem, undated)) == [("m1", "m3"), ("m2", "m3")]
+
+
+def test_a_crossed_book_is_never_priced_let_alone_as_a_guaranteed_profit() -> None:
+    """bid 0.9 / ask 0.1 on a YES token makes YES ask 0.1 and NO ask 0.1: a 'guaranteed' 80 % profit
+    no order can take. Crossed tops price nothing; a touching book (bid == ask) still prices."""
+    from operators.pricing import REASON_CROSSED, evaluate
+    from polyalphascan.records import CoverKind, CoverSpec, Leg, PriceUpdate, Side
+
+    legs = (Leg("a", Side.YES, "ya", "na"), Leg("b", Side.NO, "yb", "nb"))
+    spec = CoverSpec(CoverKind.TIMEFRAME, legs, True, 1.0)
+    fine = {"ya": PriceUpdate("ya", 0.40, 0.42, 10, 10, 1, 1), "yb": PriceUpdate("yb", 0.45, 0.47, 10, 10, 1, 1)}
+    assert evaluate(spec, fine, min_coverage=0.0, max_cost=2.0)[1] == "ok"
+    for token in ("ya", "yb"):
+        crossed = {**fine, token: PriceUpdate(token, 0.9, 0.1, 10, 10, 2, 2)}
+        assert evaluate(spec, crossed, min_coverage=0.0, max_cost=2.0) == (None, REASON_CROSSED)
+    touching = {**fine, "ya": PriceUpdate("ya", 0.42, 0.42, 10, 10, 2, 2)}
+    assert evaluate(spec, touching, min_coverage=0.0, max_cost=2.0)[1] == "ok"
