@@ -114,3 +114,22 @@ def test_close_gives_up_after_the_grace_period_while_redis_is_down() -> None:
     w.close(timeout=5)
     assert not w._thread.is_alive() and time.monotonic() - t0 < 2
     assert w.pending == 1 and rec.batches == []  # kept (and reported lost), never half-written
+
+
+def test_flush_waits_for_the_batch_being_written_not_only_the_pending_map() -> None:
+    rec = Recorder()
+    rec.gate.clear()  # the write of the first batch blocks until the gate opens
+    w = WriteBehind(dead_client(), rec, live=lambda v: v is not None, metrics=MetricGroup("t"), name="t-flush")
+    try:
+        w.submit([("a", 1)])
+        wait_for(lambda: w.pending == 0)  # taken out of the pending map, not yet written
+        assert w.flush(timeout=0.2) is False and rec.batches == []
+        rec.gate.set()
+        assert w.flush(timeout=5) is True and rec.batches == [{"a": 1}]
+        rec.failing.set()  # a failed batch goes back to pending: flush still says not written
+        w.submit([("b", 2)])
+        assert w.flush(timeout=0.3) is False and w.pending == 1
+        rec.failing.clear()
+        assert w.flush(timeout=10) is True and rec.batches[-1] == {"b": 2}
+    finally:
+        w.close(timeout=2)

@@ -79,6 +79,7 @@ class WriteBehind(Generic[V]):
         self._live: dict[str, V] = {}
         self._restarts = RestartWatch(client, every=restart_check_every)
         self._cv = threading.Condition()
+        self._writing = 0  # keys of the batch being written now (out of the pending map)
         self._closing = False
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
@@ -109,15 +110,17 @@ class WriteBehind(Generic[V]):
             return dict(self._pending), dict(self._live)
 
     def flush(self, timeout: float = 10.0) -> bool:
-        """Wait until nothing is pending (or the timeout passes); True if drained."""
+        """Wait until nothing is pending and no batch is being written (or the timeout passes);
+        True if everything submitted so far has reached Redis."""
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with self._cv:
-                if not self._pending:
-                    break
-                self._cv.notify()
-            time.sleep(0.01)
-        return self.pending == 0
+        with self._cv:
+            while self._pending or self._writing:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cv.notify_all()
+                self._cv.wait(min(left, 0.1))
+            return True
 
     def close(self, timeout: float = 15.0) -> None:
         """Write what is pending (giving up after `close_grace` s of outage), stop the thread."""
@@ -133,17 +136,23 @@ class WriteBehind(Generic[V]):
                 self._cv.wait(0.5)
             if self.max_batch is None or len(self._pending) <= self.max_batch:
                 batch, self._pending = self._pending, {}
-                return batch
-            batch = {}
-            for key in list(self._pending)[: self.max_batch]:
-                batch[key] = self._pending.pop(key)
+            else:
+                batch = {key: self._pending.pop(key) for key in list(self._pending)[: self.max_batch]}
+            self._writing = len(batch)
             return batch
+
+    def _written(self) -> None:
+        with self._cv:
+            self._writing = 0
+            self._cv.notify_all()
 
     def _putback(self, batch: dict[str, V]) -> None:
         with self._cv:
             for key, value in batch.items():
                 self._pending.setdefault(key, value)  # a newer change that arrived meanwhile wins
+            self._writing = 0
             self.metrics.set(self.names.pending, len(self._pending))
+            self._cv.notify_all()
 
     def _check_restart(self, force: bool = False) -> None:
         """A Redis that restarted may have come back empty: queue every live value again."""
@@ -171,6 +180,7 @@ class WriteBehind(Generic[V]):
                 continue
             try:
                 self._write(batch)
+                self._written()
             except redis.RedisError as exc:
                 self._putback(batch)
                 self.metrics.inc(self.names.errors)
