@@ -312,3 +312,45 @@ def test_poller_counts_an_unreadable_record_and_closes_nothing(listing: list[dic
     assert r3.deltas == [] and FED in r3.state.fingerprints
     assert group.get("errors_parse") == 2 and group.get("closure_lookups_failed") == 1
 
+
+
+# ---------------------------------------------------------------- hostile ids and bodies
+def test_an_id_far_above_the_rest_does_not_move_the_watermark(listing: list[dict[str, Any]]) -> None:
+    from connectors.gamma.changes import MAX_ID_STEP, plausible_watermark
+
+    real_top = max(int(r["id"]) for r in listing)
+    poison = copy.deepcopy(record(listing, FED))
+    poison["id"] = str(10**18)
+    for m in poison["markets"]:
+        m["id"] = str(int(m["id"]) + 10**9)
+    state = PollerState()
+    diff = diff_listing(state, [poison, *listing], full=True)
+    assert state.watermark == real_top and diff.implausible == [10**18]
+    assert str(10**18) in state.fingerprints  # the event itself is still delivered
+    # the next incremental listing still sees a real new event just above the real top
+    fresh = copy.deepcopy(record(listing, FED))
+    fresh["id"] = str(real_top + 7)
+    for m in fresh["markets"]:
+        m["id"] = str(int(m["id"]) + 10**8)
+    nxt = diff_listing(state, [poison, fresh, *listing], full=False)
+    assert [d.event.id for d in nxt.deltas] == [str(real_top + 7)] and state.watermark == real_top + 7
+    # the rule itself: a run of steps of at most MAX_ID_STEP from the old watermark
+    assert plausible_watermark(0, [5, 9, 9 + MAX_ID_STEP, 10**12]) == (9 + MAX_ID_STEP, [10**12])
+    assert plausible_watermark(100, [50, 100 + MAX_ID_STEP + 1]) == (100, [100 + MAX_ID_STEP + 1])
+
+
+def test_a_lone_surrogate_in_one_title_costs_nothing_but_that_text() -> None:
+    from connectors.gamma.protocol import decode_body, parse_event
+
+    page = json.dumps(recorded_listing()[:5]).replace('"title": "', '"title": "\\ud800', 1).encode()
+    with pytest.raises(ValueError):
+        import orjson
+
+        orjson.loads(page)
+    body, tolerant = decode_body(page)
+    assert tolerant and len(body) == 5
+    events = [parse_event(raw) for raw in body]
+    assert all("\ud800" not in e.title for e in events) and len(events) == 5
+    assert decode_body(b"[1, 2]") == ([1, 2], False)
+    with pytest.raises(ValueError):
+        decode_body(b'[{"title": "cut sho')

@@ -60,6 +60,8 @@ class ListingDiff:
     absent: list[str]
     #: Known events a cut-short full listing did not show: not looked up, nothing closed.
     unchecked: int
+    #: Ids too far above the rest to move the watermark (see `plausible_watermark`).
+    implausible: list[int] = field(default_factory=list)
 
 
 def fingerprint(event: Event) -> str:
@@ -72,6 +74,27 @@ def fingerprint(event: Event) -> str:
     return hashlib.sha1("\n".join(parts).encode()).hexdigest()[:20]
 
 
+#: Largest step between consecutive event ids that still moves the watermark. Gamma's ids are
+#: dense (tens of thousands of new events a month) and even the sparse ids of old, still-open
+#: events lie far closer together; an id millions above the rest is a bad record, and taking it
+#: as the watermark would make every incremental poll skip the real new events.
+MAX_ID_STEP = 5_000_000
+
+
+def plausible_watermark(watermark: int, ids: Iterable[int]) -> tuple[int, list[int]]:
+    """The new watermark: the highest of `ids` reached from `watermark` in steps of at most
+    `MAX_ID_STEP` (from 0, the lowest id starts the run), and the ids left above that run."""
+    implausible: list[int] = []
+    for ident in sorted(ids):
+        if ident <= watermark:
+            continue
+        if watermark == 0 or ident - watermark <= MAX_ID_STEP:
+            watermark = ident
+        else:
+            implausible.append(ident)
+    return watermark, implausible
+
+
 def diff_listing(state: PollerState, raw_events: Iterable[Any], *, full: bool, complete: bool = True) -> ListingDiff:
     """Diff a listing (raw records, several tags' listings concatenated) against `state`,
     updating it. `complete` is False when the listing was cut short."""
@@ -80,6 +103,7 @@ def diff_listing(state: PollerState, raw_events: Iterable[Any], *, full: bool, c
     skipped: list[GammaParseError] = []
     processed = 0
     listed: set[str] = set()
+    ids: list[int] = []
     for raw in raw_events:
         if not full and raw_event_id(raw) <= watermark:
             continue  # already known: the incremental pass stops here
@@ -94,14 +118,16 @@ def diff_listing(state: PollerState, raw_events: Iterable[Any], *, full: bool, c
                 listed.add(exc.record_id)  # present (just unreadable now): not closed
             continue
         listed.add(event.id)
+        ids.append(int(event.id))
         deltas.extend(event_delta(state, event))
+    state.watermark, implausible = plausible_watermark(state.watermark, ids)
     absent: list[str] = []
     unchecked = 0
     if full:
         absent = [eid for eid in state.fingerprints if eid not in listed]
         if not complete:
             absent, unchecked = [], len(absent)
-    return ListingDiff(deltas, processed, skipped, absent, unchecked)
+    return ListingDiff(deltas, processed, skipped, absent, unchecked, implausible)
 
 
 def settle_absent(state: PollerState, event_id: str, looked_up: Event | None) -> list[EventDelta]:
@@ -137,7 +163,6 @@ def event_delta(state: PollerState, event: Event) -> list[EventDelta]:
     """The deltas one parsed event makes against the state (none when its fingerprint is
     unchanged); records it. A market counts as closed when closed or inactive."""
     fp = fingerprint(event)
-    state.watermark = max(state.watermark, int(event.id))
     old_fp = state.fingerprints.get(event.id)
     closed_now = {m.id: (m.closed or not m.active) for m in event.markets}
     for m in event.markets:

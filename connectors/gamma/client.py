@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import orjson
 
-from connectors.gamma.protocol import GammaError
+from connectors.gamma.protocol import GammaError, decode_body
 from polyalphascan.metrics import MetricGroup
 
 
@@ -95,7 +95,10 @@ class GammaClient:
             try:
                 resp = self.http.get(path, params=params)
                 if resp.status_code == 200:
-                    return orjson.loads(resp.content)
+                    body, tolerant = decode_body(resp.content)
+                    if tolerant:
+                        m.inc("decoded_tolerantly")
+                    return body
                 if resp.status_code == 503 and b"keyset" in resp.content:
                     raise GammaUnavailable(path, resp.text)
                 if resp.status_code in (404, 422):

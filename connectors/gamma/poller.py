@@ -158,6 +158,10 @@ class GammaPoller:
         for exc in diff.skipped:
             self.metrics.inc("errors_parse")
             self._limited.warning("parse", "gamma_record_skipped", id=exc.record_id, reason=exc.reason)
+        if diff.implausible:
+            self.metrics.inc("rejected_id_jump", len(diff.implausible))
+            self._limited.warning("id_jump", "gamma_id_ignored_for_watermark", ids=diff.implausible[:5],
+                                  watermark=new.watermark)
         if diff.unchecked:
             self.metrics.inc("closure_checks_skipped")
             self._limited.warning("listing", "closure_check_skipped", reason="listing incomplete",

@@ -13,6 +13,7 @@ the id, so the caller counts and skips it and keeps the rest of the page.
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -41,6 +42,20 @@ def raw_event_id(raw: Any) -> int:
         return int(raw.get("id"))
     except (AttributeError, TypeError, ValueError):
         return -1
+
+
+def decode_body(content: bytes) -> tuple[Any, bool]:
+    """A response body as JSON, and whether it needed the tolerant decoder. orjson refuses a
+    whole page for one lone surrogate escape ("\\ud800") in one title; the standard decoder
+    accepts it (the text fields are cleaned at parse time), so one bad title never costs the
+    page. Raises `orjson.JSONDecodeError` (a ValueError) when neither can read it."""
+    try:
+        return orjson.loads(content), False
+    except orjson.JSONDecodeError:
+        try:
+            return json.loads(content.decode("utf-8", "replace")), True
+        except ValueError:
+            raise orjson.JSONDecodeError("unreadable JSON body", "", 0) from None
 
 
 def decode_list(value: Any) -> list[Any]:
