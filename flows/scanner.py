@@ -25,10 +25,12 @@ from connectors.clob.source import PriceShardSource
 from connectors.gamma.source import EventSource
 from connectors.redis.portfolio_sink import PortfolioSink
 from connectors.redis.token_registry import TokenRegistrySink
-from operators.cover_lifecycle import LlmCoverDiff, RuleCoverDiff, implication_key
-from operators.grouping import event_group
+from operators.cover_lifecycle import LlmCoverDiff, RuleCoverDiff, implication_key, pair_covers
+from operators.grouping import empty_group, event_group
+from operators.guard import guarded
 from operators.llm_step import LLMStepConfig, llm_implications
 from operators.portfolio_join import portfolio_join
+from operators.rule_covers import rule_covers
 from polyalphascan.records import CoverSpec, DeltaKind, EventDelta, MarketClosed
 from polyalphascan.scope import FlowScope
 from polyalphascan.settings import Settings
@@ -65,11 +67,18 @@ def build_flow(
         redis_url, settings.redis_key_prefix, settings.ws_max_connections, settings.ws_tokens_per_connection,
         metrics=scope.metrics.group("ws")))
 
-    groups = op.map("group", deltas, lambda d: event_group(d.event))  # empty group: the event closed
-    closed = op.flat_map("closed_markets", deltas, closed_markets)
+    # no record may end the flow: a step that raises on one drops it (counted under "steps")
+    steps = scope.metrics.group("steps")
+    group_of = guarded("group", lambda d: event_group(d.event), lambda d: empty_group(d.event),
+                       lambda d: d.event.id, steps)  # an empty group retracts the event's covers
+    groups = op.map("group", deltas, group_of)
+    closed = op.flat_map("closed_markets", deltas,
+                         guarded("closed_markets", closed_markets, lambda _d: [], lambda d: d.event.id, steps))
 
     by_event = op.key_on("by_event", groups, lambda g: g.event_id)
-    rule_changes = op.map("rule_unkey", op.stateful("rule_covers", by_event, RuleCoverDiff), lambda kv: kv[1])
+    rule_covers_of = guarded("rule_covers", rule_covers, lambda _g: [], lambda g: g.event_id, steps)
+    rule_changes = op.map("rule_unkey", op.stateful(
+        "rule_covers", by_event, lambda resume: RuleCoverDiff(resume, rule_covers_of)), lambda kv: kv[1])
     rule_split = op.branch("rule_split", rule_changes, lambda c: isinstance(c, CoverSpec))
     rule = rule_split.trues
     catalog = op.key_on("catalog", groups, lambda _g: CATALOG_KEY)
@@ -83,8 +92,10 @@ def build_flow(
         redis_key_prefix=settings.redis_key_prefix, cache_ttl_s=settings.cache_ttl_seconds,
     ), metrics=scope.metrics.group("llm"), cache_metrics=scope.metrics.group("cache"))
     by_implication = op.key_on("by_implication", found, implication_key)
+    pair_covers_of = guarded("pairs", pair_covers(settings.llm_cover_probability), lambda _f: [], implication_key,
+                             steps)
     llm_changes = op.map("pairs_unkey", op.stateful(
-        "pairs", by_implication, lambda resume: LlmCoverDiff(resume, settings.llm_cover_probability)),
+        "pairs", by_implication, lambda resume: LlmCoverDiff(resume, pair_covers_of)),
         lambda kv: kv[1])
     llm_split = op.branch("llm_split", llm_changes, lambda c: isinstance(c, CoverSpec))
     covers = op.merge("covers", rule, llm_split.trues)

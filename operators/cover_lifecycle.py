@@ -45,15 +45,21 @@ class CoverDiff(StatefulLogic, Generic[In]):
 
 
 class RuleCoverDiff(CoverDiff[Group]):
-    def __init__(self, resume: dict[str, tuple[str, ...]] | None) -> None:
-        super().__init__(resume, rule_covers)
+    def __init__(self, resume: dict[str, tuple[str, ...]] | None,
+                 covers_of: Callable[[Group], list[CoverSpec]] = rule_covers) -> None:
+        super().__init__(resume, covers_of)
 
 
 def implication_key(found: ImplicationFound) -> str:
     return f"{found.implication.premise_event_id}>{found.implication.conclusion_event_id}"
 
 
+def pair_covers(cover_probability: float) -> Callable[[ImplicationFound], list[CoverSpec]]:
+    """The LLM covers an implication yields (pair expansion with the groups as they are now)."""
+    return lambda f: expand_implication(f.implication, f.premise, f.conclusion, cover_probability)
+
+
 class LlmCoverDiff(CoverDiff[ImplicationFound]):
-    def __init__(self, resume: dict[str, tuple[str, ...]] | None, cover_probability: float) -> None:
-        super().__init__(resume, lambda f: expand_implication(f.implication, f.premise, f.conclusion,
-                                                              cover_probability))
+    def __init__(self, resume: dict[str, tuple[str, ...]] | None,
+                 covers_of: Callable[[ImplicationFound], list[CoverSpec]]) -> None:
+        super().__init__(resume, covers_of)

@@ -182,8 +182,13 @@ def group_event(event: Event) -> Group | None:
     )
 
 
+def empty_group(event: Event) -> Group:
+    """The group of an event with nothing to cover: the steps after it retract that event's
+    covers and forget it (a closed event, or one whose record could not be grouped)."""
+    return Group(event_id=event.id, title=event.title, partition_type=PartitionType.SINGLE, markets=(),
+                 end_date=event.end_date, neg_risk=event.neg_risk)
+
+
 def event_group(event: Event) -> Group:
-    """`group_event`, or for an event with no open (named) market left an empty group: the
-    steps after it retract that event's covers and forget it."""
-    return group_event(event) or Group(event_id=event.id, title=event.title, partition_type=PartitionType.SINGLE,
-                                       markets=(), end_date=event.end_date, neg_risk=event.neg_risk)
+    """`group_event`, or for an event with no open (named) market left `empty_group`."""
+    return group_event(event) or empty_group(event)

@@ -57,7 +57,7 @@ def test_augmentation_or_a_new_placeholder_retracts_the_yes_basket_only() -> Non
 
 
 def test_llm_pairs_of_a_closed_market_are_retracted_on_every_leg() -> None:
-    from operators.cover_lifecycle import LlmCoverDiff, implication_key
+    from operators.cover_lifecycle import LlmCoverDiff, pair_covers, implication_key
     from polyalphascan.records import GroupImplication, ImplicationFound
 
     def ladder(*markets: Market) -> Event:
@@ -69,7 +69,7 @@ def test_llm_pairs_of_a_closed_market_are_retracted_on_every_leg() -> None:
                     no_token="n12", group_item_title="September 30, 2028")
     conclusion = group_event(Event(id="c", slug="", title="Ann is a candidate?", markets=(mk(21, "Ann"),)))
     imp = GroupImplication("p", "c", "implies", "p", "", "", "m", "v1")
-    logic = LlmCoverDiff(None, 0.98)
+    logic = LlmCoverDiff(None, pair_covers(0.98))
     first, _ = logic.on_item(ImplicationFound(imp, group_event(ladder(by_june, by_sep)), conclusion))
     assert sorted(c.legs[1].market_id for c in first) == ["11", "12"]  # NO on each premise market
     assert implication_key(ImplicationFound(imp, group_event(ladder(by_june)), conclusion)) == "p>c"

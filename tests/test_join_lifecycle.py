@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from bytewax.operators import StatefulLogic
 
-from operators.cover_lifecycle import CoverDiff, LlmCoverDiff, implication_key
+from operators.cover_lifecycle import CoverDiff, LlmCoverDiff, pair_covers, implication_key
 from operators.portfolio_join import CoverPricer, TokenFanout, _registrations
 from operators.pricing import price_cover
 from polyalphascan.metrics import MetricGroup
@@ -291,7 +291,7 @@ def test_llm_pairs_follow_the_groups_through_a_closure_and_a_later_change() -> N
     conclusion = Group("c", "Ann is a candidate?", PartitionType.SINGLE, (market(21, "2028-11-07"),))
     imp = GroupImplication("p", "c", "implies", "p", "why", "", "m", "v1")
     june, sep, dec = market(11, "2028-06-30"), market(12, "2028-09-30"), market(13, "2028-12-31")
-    key = Keyed(lambda r: LlmCoverDiff(r, 0.98))
+    key = Keyed(lambda r: LlmCoverDiff(r, pair_covers(0.98)))
     found = ImplicationFound(imp, premise(june, sep, dec), conclusion)
     assert implication_key(found) == "p>c"
     first = key(found)
