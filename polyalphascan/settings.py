@@ -7,6 +7,7 @@ a stack trace later.
 
 from __future__ import annotations
 
+import ipaddress
 from functools import lru_cache
 from typing import Annotated, Any, Literal
 from urllib.parse import urlparse
@@ -140,6 +141,16 @@ class Settings(BaseSettings):
             )
         return self
 
+    @model_validator(mode="after")
+    def _no_key_over_plain_http(self) -> "Settings":
+        parsed = urlparse(self.llm_base_url)
+        if self.openrouter_api_key is not None and parsed.scheme == "http" and not _is_loopback(parsed.hostname):
+            raise ValueError(
+                f"LLM_BASE_URL={self.llm_base_url!r} is invalid: with OPENROUTER_API_KEY set, a remote LLM endpoint "
+                "must use https:// (plain http:// only to loopback), or the key travels in clear text"
+            )
+        return self
+
     # --- derived -----------------------------------------------------------------------------
     @property
     def embedded_redis(self) -> bool:
@@ -154,11 +165,37 @@ class Settings(BaseSettings):
         return self.ws_max_connections * self.ws_tokens_per_connection
 
 
+def _is_loopback(host: str | None) -> bool:
+    if not host:
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _masked(value: Any) -> Any:
+    """A URL-like value with its password replaced by '***' (error lines never show secrets)."""
+    if not isinstance(value, str) or "@" not in value:
+        return value
+    try:
+        parsed = urlparse(value)
+        password = parsed.password
+    except ValueError:
+        return "<unreadable value hidden>"
+    if not password:
+        return value
+    return value.replace(f":{password}@", ":***@", 1)
+
+
 def _describe(err: dict[str, Any]) -> str:
-    """One line for one validation error: the variable, its value and the allowed range."""
+    """One line for one validation error: the variable, its value (secrets masked) and the
+    allowed range."""
     loc = err.get("loc") or ()
     name = str(loc[0]).upper() if loc else ""
-    value = err.get("input")
+    value = _masked(err.get("input"))
     ctx = err.get("ctx") or {}
     kind = err.get("type", "")
     if kind in ("greater_than_equal", "less_than_equal", "greater_than", "less_than"):

@@ -143,7 +143,8 @@ def test_a_url_needs_a_scheme_and_a_host(monkeypatch: pytest.MonkeyPatch, var: s
         load_settings()
     want = (f"must be a URL starting with {schemes} and naming a host" if schemes else
             "must be 'embedded', redis://host:port/db, rediss://... or unix:///path")
-    assert str(exc.value) == f"{var}={value!r} is invalid: {want}"
+    shown = value.replace(":pw@", ":***@").replace(":secret@", ":***@")  # passwords never printed
+    assert str(exc.value) == f"{var}={shown!r} is invalid: {want}"
 
 
 @pytest.mark.parametrize("var,value,stored", [
@@ -203,3 +204,30 @@ def test_typed_overrides_are_described_too(override: dict, message: str) -> None
     with pytest.raises(SettingsError) as exc:
         load_settings(**override)
     assert str(exc.value) == message
+
+
+def test_a_malformed_redis_url_is_reported_without_its_password(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REDIS_URL", "redsi://user:s3cr3t-pw@cache.example:6379/0")
+    with pytest.raises(SettingsError) as err:
+        load_settings()
+    assert "s3cr3t-pw" not in str(err.value)
+    assert "REDIS_URL='redsi://user:***@cache.example:6379/0' is invalid" in str(err.value)
+
+
+@pytest.mark.parametrize("url,ok", [
+    ("http://llm.example.com/v1", False), ("https://llm.example.com/v1", True), ("http://127.0.0.1:8080/v1", True),
+    ("http://localhost:9/v1", True), ("http://[::1]:9/v1", True), ("http://127.9.9.9/v1", True),
+    ("http://10.0.0.5/v1", False),
+])
+def test_a_key_never_travels_over_plain_http_to_a_remote_host(monkeypatch: pytest.MonkeyPatch, url: str,
+                                                               ok: bool) -> None:
+    monkeypatch.setenv("LLM_BASE_URL", url)
+    monkeypatch.setenv("OPENROUTER_API_KEY", "sk-test-not-a-real-key")
+    if ok:
+        assert load_settings().llm_base_url == url.rstrip("/")
+    else:
+        with pytest.raises(SettingsError) as err:
+            load_settings()
+        assert "must use https://" in str(err.value) and "sk-test" not in str(err.value)
+    monkeypatch.delenv("OPENROUTER_API_KEY")
+    assert load_settings().llm_base_url == url.rstrip("/")  # no key, nothing to leak
