@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 import redis
 from rich.console import Console
+from rich.markup import escape
 
 from connectors.redis.layout import RedisKeys
 from connectors.redis.server import EmbeddedRedis
@@ -48,10 +49,11 @@ class OpportunityPrinter:
         return self
 
     def _line(self, tag: str, style: str, data: dict[str, Any]) -> None:
-        legs = " + ".join(f"{leg['side']} {(leg.get('question') or leg['market_id'])[:50]}" for leg in data["legs"][:2])
+        legs = " + ".join(f"{leg['side']} {escape(str(leg.get('question') or leg['market_id'])[:50])}"
+                          for leg in data["legs"][:2])  # market text is data, never rich markup
         more = f" (+{len(data['legs']) - 2} legs)" if len(data["legs"]) > 2 else ""
         self.console.print(
-            f"[{style}]{tag:<9}[/] {data['kind']:<9} cost {data['cost']:.3f} payout {data['payout']:.0f} "
+            f"[{style}]{tag:<9}[/] {escape(str(data['kind'])):<9} cost {data['cost']:.3f} payout {data['payout']:.0f} "
             f"profit {data['profit']:+.3f} ({data['profit_pct']:+.1f}%) size {data['size_at_profit']:.0f}  {legs}{more}"
         )
 
@@ -70,7 +72,8 @@ class OpportunityPrinter:
                     cid = fields[b"id"].decode()
                     if fields[b"op"] == b"remove":
                         if self.known.pop(cid, None) is not None:
-                            self.console.print(f"[yellow]GONE     [/] {cid} ({fields.get(b'reason', b'').decode()})")
+                            self.console.print(f"[yellow]GONE     [/] {escape(cid)} "
+                                               f"({escape(fields.get(b'reason', b'').decode())})")
                         continue
                     data = orjson.loads(fields[b"data"])
                     if data["profit"] > 1e-9:

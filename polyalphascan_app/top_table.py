@@ -7,6 +7,7 @@ from typing import Any
 
 import orjson
 import redis
+from rich.markup import escape
 from rich.table import Table
 
 from connectors.redis.layout import RedisKeys
@@ -28,8 +29,8 @@ def top_portfolios(client: redis.Redis, prefix: str, n: int = 20, *, profitable_
 def _legs(p: dict[str, Any]) -> str:
     parts = []
     for leg in p["legs"][:3]:
-        q = leg.get("question") or leg["market_id"]
-        parts.append(f"{leg['side']} {q[:48]} @ {leg['ask']:.3f}")
+        q = str(leg.get("question") or leg["market_id"])
+        parts.append(f"{leg['side']} {escape(q[:48])} @ {leg['ask']:.3f}")  # market text is data, not markup
     if len(p["legs"]) > 3:
         parts.append(f"… +{len(p['legs']) - 3} legs")
     return "\n".join(parts)

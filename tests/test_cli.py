@@ -39,3 +39,20 @@ def test_read_commands_need_a_real_redis_url() -> None:
     assert result.exit_code == 2 and "pass --redis-url" in result.output
     down = CliRunner().invoke(app, ["monitor", "--redis-url", "redis://127.0.0.1:1/0"])
     assert down.exit_code == 2 and "cannot read Redis" in down.output
+
+
+def test_market_text_is_printed_as_data_never_as_markup() -> None:
+    """A question holding rich markup ("[/bold]", "[red]") used to crash `top` and the demo."""
+    import io
+
+    from rich.console import Console
+
+    from polyalphascan_app.top_table import render_table
+
+    hostile = "Will X [/bold] happen [red]by[/red] June? [link=http://x]y[/link]"
+    row = {"kind": "timeframe", "guaranteed": True, "cost": 0.97, "payout": 1.0, "profit": 0.03, "profit_pct": 3.09,
+           "coverage": 1.0, "tier": 1, "size_at_profit": 10, "updated_ms": 0,
+           "legs": [{"side": "YES", "question": hostile, "market_id": "1", "ask": 0.5}]}
+    out = io.StringIO()
+    Console(file=out, width=400, color_system=None).print(render_table([row], now_ms=0))
+    assert hostile[:48] in out.getvalue()
