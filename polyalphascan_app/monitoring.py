@@ -3,7 +3,9 @@
 `GET /monitoring/performance` →
     {"pipeline": {"last_run", "duration", "events_processed", "portfolios_found",
                   "avg_llm_latency", "websocket_connections", "websocket_subscriptions"},
-     "cache": {"hit_rate", "size", "evictions"}}
+     "cache": {"hit_rate", "size", "evictions"},
+     "errors": {group: {counter: total}},   every rejection and error counter, summed over processes
+     "health": {group: {gauge: 0 | 1}}}      background threads' `*_alive` gauges (0 = died)
 """
 
 from __future__ import annotations
@@ -20,12 +22,23 @@ from connectors.redis.layout import RedisKeys
 from polyalphascan.http_thread import ThreadedHttpServer
 
 
+#: The metric groups a flow writes; their `rejected_*`, `errors_*`, `failures_*` counters make
+#: the `errors` section, so an operator sees an attack or a schema change at a glance.
+GROUPS = ("poller", "ws", "llm", "cache", "sink", "portfolios", "steps")
+ERROR_PREFIXES = ("rejected_", "errors_", "failures_")
+
+
+def _errors_and_health(groups: dict[str, dict[str, float]]) -> tuple[dict[str, Any], dict[str, Any]]:
+    errors = {g: {k: int(v) for k, v in sorted(m.items()) if k.startswith(ERROR_PREFIXES)} for g, m in groups.items()}
+    health = {g: {k: int(v) for k, v in sorted(m.items()) if k.endswith("_alive")} for g, m in groups.items()}
+    return ({g: e for g, e in errors.items() if e}, {g: h for g, h in health.items() if h})
+
+
 def performance_report(client: redis.Redis, prefix: str) -> dict[str, Any]:
     keys = RedisKeys(prefix)
-    poller = read_metrics(client, keys, "poller")
-    llm = read_metrics(client, keys, "llm")
-    ws = read_metrics(client, keys, "ws")
-    cache = read_metrics(client, keys, "cache")
+    groups = {g: read_metrics(client, keys, g) for g in GROUPS}
+    errors, health = _errors_and_health(groups)
+    poller, llm, ws, cache = groups["poller"], groups["llm"], groups["ws"], groups["cache"]
     last_ts = poller.get("last_poll_ts")
     lat_n = llm.get("latency_s_count", 0.0)
     hits, misses = cache.get("hits", 0.0), cache.get("misses", 0.0)
@@ -44,6 +57,8 @@ def performance_report(client: redis.Redis, prefix: str) -> dict[str, Any]:
             "size": int(cache.get("size", 0)),
             "evictions": int(cache.get("evictions", 0)),
         },
+        "errors": errors,
+        "health": health,
     }
 
 

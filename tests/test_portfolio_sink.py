@@ -246,3 +246,23 @@ def test_redis_restarted_empty_while_idle_gets_every_live_portfolio_back() -> No
             client.close()
         finally:
             writer.close()
+
+
+def test_monitoring_shows_every_rejection_and_thread_health(redis_server: EmbeddedRedis,
+                                                            redis_client: redis.Redis) -> None:
+    a, b = MetricsRegistry(), MetricsRegistry()
+    a.group("poller").inc("rejected_id_jump", 2)
+    a.group("poller").inc("errors_parse", 3)
+    a.group("steps").inc("rejected_group_TypeError")
+    a.group("ws").inc("rejected_side", 4)
+    a.group("ws").inc("reconnects", 9)  # not an error counter: not in the section
+    b.group("ws").inc("rejected_side", 1)
+    b.group("sink").set("writer_alive", 0)
+    wa, wb = MetricsWriter(redis_server.url, PREFIX, a), MetricsWriter(redis_server.url, PREFIX, b)
+    wb.process = "other-host-2"
+    wa.write_once()
+    wb.write_once()
+    report = performance_report(redis_client, PREFIX)
+    assert report["errors"] == {"poller": {"errors_parse": 3, "rejected_id_jump": 2},
+                                "steps": {"rejected_group_TypeError": 1}, "ws": {"rejected_side": 5}}
+    assert report["health"] == {"sink": {"writer_alive": 0}}
