@@ -19,6 +19,7 @@ from bytewax.operators import StatefulLogic
 
 from operators.pairs import expand_implication
 from operators.rule_covers import rule_covers
+from polyalphascan.metrics import MetricGroup
 from polyalphascan.records import CoverRetracted, CoverSpec, Group, ImplicationFound
 
 In = TypeVar("In")
@@ -54,9 +55,11 @@ def implication_key(found: ImplicationFound) -> str:
     return f"{found.implication.premise_event_id}>{found.implication.conclusion_event_id}"
 
 
-def pair_covers(cover_probability: float) -> Callable[[ImplicationFound], list[CoverSpec]]:
-    """The LLM covers an implication yields (pair expansion with the groups as they are now)."""
-    return lambda f: expand_implication(f.implication, f.premise, f.conclusion, cover_probability)
+def pair_covers(cover_probability: float,
+                metrics: MetricGroup | None = None) -> Callable[[ImplicationFound], list[CoverSpec]]:
+    """The LLM covers an implication yields (pair expansion with the groups as they are now);
+    pairs over the cap are counted in `metrics`."""
+    return lambda f: expand_implication(f.implication, f.premise, f.conclusion, cover_probability, metrics=metrics)
 
 
 class LlmCoverDiff(CoverDiff[ImplicationFound]):

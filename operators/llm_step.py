@@ -24,6 +24,13 @@ empty group) leaves the catalogue; its implications go out once more with the em
 which retracts their pairs. `on_eof` waits for the in-flight requests, emits their results
 and stops the runner. Without an API key the step emits nothing and says so once.
 
+Bounds: each group's prompt title (`prompt_title`: control characters out, at most
+`MAX_TITLE_CHARS`) is computed once when it enters the catalogue, and only that text goes to
+retrieval, prompts and cache keys, so a 1 MB title costs one short line. Requests carry
+`max_tokens`; the client caps the reply and its items and returns (and caches) only the
+matched items, which the worker turns into implications with dict look-ups (one
+`TitleIndex` per answered target); rejections are counted `rejected_<kind>` in group "llm".
+
 Everything the step needs is handed in: an `LLMStepConfig` of primitives (the flow maps its
 settings to it) and the metric groups "llm" and "cache".
 """
@@ -31,6 +38,7 @@ settings to it) and the metric groups "llm" and "cache".
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -42,7 +50,7 @@ from bytewax.dataflow import Stream
 from bytewax.operators import StatefulLogic
 
 from connectors.llm.client import ImplicationClient, LLMCache, LLMFailure
-from connectors.llm.protocol import implications_from_answer
+from connectors.llm.protocol import implications_from_answer, prompt_title
 from connectors.llm.runner import AsyncRunner
 from operators.retrieval import RetrievalIndex
 from polyalphascan.logs import get_logger
@@ -73,6 +81,10 @@ class LLMStepConfig:
     timeout_s: float = 60.0
     max_attempts: int = 6
     cache_max_entries: int = 100_000
+    #: bound of the in-process cache in bytes (payload and keys), besides `cache_max_entries`
+    cache_max_bytes: int = 64 << 20
+    #: `max_tokens` of every request (the reply's length); None: the provider's default
+    max_tokens: int | None = 2048
     #: answers are cached in this Redis (with `cache_ttl_s`) when set, else in-process
     redis_cache_url: str | None = None
     redis_key_prefix: str = "pas"
@@ -87,10 +99,12 @@ class LLMStepConfig:
 
 def make_client(config: LLMStepConfig, metrics: MetricGroup, cache_metrics: MetricGroup) -> ImplicationClient:
     """The step's client: `config`'s endpoint and model, its cache (Redis or in-process)."""
-    cache = LLMCache(cache_metrics, max_entries=config.cache_max_entries, redis_url=config.redis_cache_url,
-                     redis_key_prefix=config.redis_key_prefix, ttl_seconds=config.cache_ttl_s)
+    cache = LLMCache(cache_metrics, max_entries=config.cache_max_entries, max_bytes=config.cache_max_bytes,
+                     redis_url=config.redis_cache_url, redis_key_prefix=config.redis_key_prefix,
+                     ttl_seconds=config.cache_ttl_s)
     return ImplicationClient(base_url=config.base_url, api_key=config.api_key, model=config.model, cache=cache,
-                             metrics=metrics, timeout_s=config.timeout_s, max_attempts=config.max_attempts)
+                             metrics=metrics, timeout_s=config.timeout_s, max_attempts=config.max_attempts,
+                             max_tokens=config.max_tokens)
 
 
 @dataclass
@@ -122,8 +136,9 @@ class CatalogLogic(StatefulLogic):
         self._closed = False
         self.state = resume or CatalogState()
         self.index = RetrievalIndex()
+        self.shown: dict[str, str] = {}  # event id -> its prompt title, computed once per catalogue entry
         for g in self.state.groups.values():
-            self.index.upsert(g.event_id, g.title)
+            self._enter(g)
         self.inflight: dict[str, tuple[Future[Any], dict[str, str]]] = {}
         self._client: ImplicationClient | None = None
         self._last_progress = 0.0
@@ -135,6 +150,10 @@ class CatalogLogic(StatefulLogic):
             self._dispatch(force=True)  # re-send exactly what had not finished
 
     # --------------------------------------------------------------------- helpers
+    def _enter(self, g: Group) -> None:
+        shown = self.shown[g.event_id] = prompt_title(g.title)
+        self.index.upsert(g.event_id, shown)
+
     def _runner(self) -> AsyncRunner:
         if self._runner_ is None:
             self._runner_ = AsyncRunner(self.config.max_concurrent, self.metrics)
@@ -173,13 +192,13 @@ class CatalogLogic(StatefulLogic):
             if target is None or eid in self.inflight:
                 continue
             cands = self.index.candidates(eid, self.config.candidates_per_target)
-            by_title = {self.state.groups[c].title: c for c in cands if c in self.state.groups}
+            by_title = {self.shown[c]: c for c in cands if c in self.shown}
             titles = list(by_title)
             if not titles:
                 self.state.done += 1
                 continue  # nothing to compare with yet; a later group will ask with this one as candidate
             client = self._get_client()
-            fut = self._runner().submit(lambda t=target.title, c=titles: client.ask(t, c))
+            fut = self._runner().submit(lambda t=self.shown[eid], c=titles: client.ask(t, c))
             self.inflight[eid] = (fut, by_title)
             self.metrics.inc("targets_submitted")
 
@@ -215,9 +234,12 @@ class CatalogLogic(StatefulLogic):
             self.state.done += 1
             if target is None:
                 continue
-            imps, unmatched = implications_from_answer(answer, target, by_title, self.config.model)
+            rejected: Counter[str] = Counter()
+            imps, unmatched = implications_from_answer(answer, target, by_title, self.config.model, rejected=rejected)
             if unmatched:
                 self.metrics.inc("unmatched_titles", unmatched)
+            for kind, n in rejected.items():
+                self.metrics.inc(f"rejected_{kind}", n)
             for imp in imps:
                 key = (imp.premise_event_id, imp.conclusion_event_id)
                 if key[0] not in self.state.groups or key[1] not in self.state.groups:
@@ -259,7 +281,7 @@ class CatalogLogic(StatefulLogic):
         out: list[ImplicationFound] = []
         if old is None or _signature(old) != _signature(group):
             if old is None or old.title != group.title:
-                self.index.upsert(group.event_id, group.title)
+                self._enter(group)
                 if group.event_id not in self.state.pending:
                     self.state.pending.append(group.event_id)
             # known implications touching this group: re-emit with the fresh group
@@ -276,6 +298,7 @@ class CatalogLogic(StatefulLogic):
         if self.state.groups.pop(eid, None) is None:
             return []
         self.index.remove(eid)
+        self.shown.pop(eid, None)
         self.state.pending = [e for e in self.state.pending if e != eid]
         self.state.retry_at.pop(eid, None)
         out: list[ImplicationFound] = []

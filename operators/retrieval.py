@@ -4,7 +4,9 @@ A 5,000-group universe must not put 5,000 titles in every prompt. Candidates are
 sharing the most informative words with the target (an inverted index over lower-cased
 title words without stop words, weighted by inverse document frequency), at most
 `LLM_CANDIDATES_PER_TARGET` (default 40) per prompt; words too common to tell groups apart
-only fill the list when the rarer words found fewer than that. Pure, in-memory.
+only fill the list when the rarer words found fewer than that. Pure, in-memory. A title is
+indexed by at most its first `MAX_INDEXED_CHARS` characters and `MAX_WORDS` words, so a 1 MB
+title cannot flood the postings.
 """
 
 from __future__ import annotations
@@ -20,11 +22,17 @@ _STOP = {
     "this", "that", "does", "do", "reach", "dip", "hit", "happen", "any", "new",
 }
 _WORD = re.compile(r"[a-z0-9$][a-z0-9$.'&-]*")
+#: characters of a title that are indexed, and the most words kept (in order of appearance)
+MAX_INDEXED_CHARS = 1_000
+MAX_WORDS = 64
 
 
 def title_words(title: str) -> set[str]:
-    """The informative words of a title: lower case, longer than two characters, no stop words."""
-    return {w.strip(".'-") for w in _WORD.findall(title.lower()) if len(w) > 2 and w not in _STOP}
+    """The informative words of a title: lower case, longer than two characters, no stop words
+    (at most `MAX_WORDS`, from its first `MAX_INDEXED_CHARS` characters)."""
+    words = dict.fromkeys(w.strip(".'-") for w in _WORD.findall(title[:MAX_INDEXED_CHARS].lower())
+                          if len(w) > 2 and w not in _STOP)
+    return set(list(words)[:MAX_WORDS])
 
 
 class RetrievalIndex:

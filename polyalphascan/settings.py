@@ -53,6 +53,7 @@ class Settings(BaseSettings):
     llm_timeout_seconds: float = Field(60.0, gt=0, le=600, description="per-attempt timeout")
     llm_max_attempts: int = Field(6, ge=1, le=50, description="attempts per group before it is reported failed")
     llm_candidates_per_target: int = Field(40, ge=1, le=1000, description="candidate groups per prompt")
+    llm_max_tokens: int = Field(2048, ge=64, le=65_536, description="max_tokens of each LLM request (reply length)")
     llm_cover_probability: float = Field(0.98, gt=0, le=1, description="P(cover fires) given to LLM covers")
 
     # --- CLOB WebSocket ------------------------------------------------------------------

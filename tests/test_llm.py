@@ -362,7 +362,7 @@ def test_common_words_fill_the_candidates_only_when_rare_words_find_too_few() ->
 
 
 def test_a_closed_event_leaves_the_catalog_and_its_pairs_are_retracted(server: LLMServer, universe: Universe) -> None:
-    from operators.cover_lifecycle import LlmCoverDiff
+    from operators.cover_lifecycle import LlmCoverDiff, pair_covers
     from operators.grouping import event_group
     from polyalphascan.records import CoverRetracted, CoverSpec, Event
 
@@ -381,7 +381,7 @@ def test_a_closed_event_leaves_the_catalog_and_its_pairs_are_retracted(server: L
     live: dict[tuple[str, str], set[str]] = {}
     for f in out:
         key = (f.implication.premise_event_id, f.implication.conclusion_event_id)
-        step = pairs.setdefault(key, LlmCoverDiff(None, 0.98))
+        step = pairs.setdefault(key, LlmCoverDiff(None, pair_covers(0.98)))
         live[key] = {c.id for c in step.on_item(f)[0] if isinstance(c, CoverSpec)}
     premise, conclusion = next((p, c) for p, c in sorted(truth) if live[(p, c)])
     title = next(g.title for g in groups if g.event_id == premise)

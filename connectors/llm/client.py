@@ -24,9 +24,21 @@ by it, never by message text. Metric group "llm" (`requests`, `retries`, `rate_4
 `errors_<kind>`, `failures_<kind>`, `tokens`, `latency_s`) and group "cache" (`hits`,
 `misses`, `evictions`, `hit_rate`, `size`) are handed in by the owner.
 
-Cache: answers keyed by model, prompt version, target and candidate set (`cache_key`); in
-Redis under `RedisKeys(prefix).llm_cache(key)` with a TTL when a Redis URL is given,
-otherwise a bounded in-process LRU.
+Requests carry `max_tokens` (setting LLM_MAX_TOKENS). A reply is read through the protocol's
+bounds (connectors/llm/protocol.py): over `max_reply_bytes` it is refused unread
+(`LLMBadAnswer` kind "reply_too_large", not retried: counted `rejected_reply_too_large` and
+`failures_reply_too_large`); lists over the item cap keep the cap (`rejected_too_many_items`),
+unusable items are dropped (`rejected_answer_item`, `rejected_answer_field`,
+`rejected_duplicate_item`, `rejected_match_budget`), titles naming no candidate are counted
+`unmatched_titles` — all in group "llm".
+
+Cache: only the matched result — the items naming a candidate, under its exact title, texts
+cut — never the raw reply; keyed by model, prompt version, target and candidate set
+(`cache_key`); in Redis under `RedisKeys(prefix).llm_cache(key)` with a TTL when a Redis URL
+is given, otherwise an in-process LRU bounded in entries and in bytes (`max_bytes`: the
+payload and key bytes; gauge `bytes`, evictions counted `evictions`; one entry over the byte
+bound is not cached: `rejected_entry_too_large`). A cached entry that cannot be decoded is a
+miss (`rejected_cache_entry`).
 """
 
 from __future__ import annotations
@@ -36,13 +48,26 @@ import random
 import threading
 import time
 from collections import OrderedDict
+from collections import Counter
 from typing import Any
 
 import openai
 import orjson
 import redis
 
-from connectors.llm.protocol import LLMAnswerError, LLMError, build_messages, cache_key, parse_answer
+from connectors.llm.protocol import (
+    MAX_REPLY_BYTES,
+    LLMAnswerError,
+    LLMError,
+    LLMReplyTooLarge,
+    TitleIndex,
+    build_messages,
+    cache_key,
+    item_cap,
+    match_answer,
+    prompt_title,
+    read_answer,
+)
 from connectors.redis.layout import RedisKeys
 from polyalphascan.logs import RateLimitedLog, get_logger
 from polyalphascan.metrics import MetricGroup
@@ -93,10 +118,12 @@ class LLMConnectionError(LLMFailure):
 
 
 class LLMBadAnswer(LLMFailure):
-    """HTTP 200 without a usable answer: `kind` is "error_body", "empty_answer" or "unparseable"."""
+    """HTTP 200 without a usable answer: `kind` is "error_body", "empty_answer", "unparseable"
+    or "reply_too_large" (not retried: the same question gets the same oversized answer)."""
 
     def __init__(self, kind: str, detail: str) -> None:
         self.kind = kind
+        self.retryable = kind != "reply_too_large"
         super().__init__(detail)
 
 
@@ -126,11 +153,13 @@ def _failure(exc: Exception, attempt: int) -> LLMFailure | None:
 class LLMCache:
     """Bounded in-process LRU, or Redis with a TTL when `redis_url` is given."""
 
-    def __init__(self, metrics: MetricGroup, *, max_entries: int = 100_000, redis_url: str | None = None,
-                 redis_key_prefix: str = "pas", ttl_seconds: int = 3600) -> None:
+    def __init__(self, metrics: MetricGroup, *, max_entries: int = 100_000, max_bytes: int = 64 << 20,
+                 redis_url: str | None = None, redis_key_prefix: str = "pas", ttl_seconds: int = 3600) -> None:
         self.metrics = metrics
         self.ttl = ttl_seconds
         self.max_entries = max_entries
+        self.max_bytes = max_bytes
+        self.bytes = 0
         self.keys = RedisKeys(redis_key_prefix)
         self.redis = redis.Redis.from_url(redis_url, socket_timeout=2) if redis_url else None
         self._lru: OrderedDict[str, bytes] = OrderedDict()
@@ -144,6 +173,7 @@ class LLMCache:
         c.set("evictions", self.evictions)
         c.set("hit_rate", self.hits / (self.hits + self.misses) if self.hits + self.misses else 0.0)
         c.set("size", len(self._lru) if self.redis is None else c.get("size", 0))
+        c.set("bytes", self.bytes)
 
     def get(self, key: str) -> dict[str, Any] | None:
         raw: bytes | None = None
@@ -157,16 +187,32 @@ class LLMCache:
                 raw = self._lru.get(key)
                 if raw is not None:
                     self._lru.move_to_end(key)
+        value: dict[str, Any] | None = None
+        if raw is not None:
+            try:
+                decoded = orjson.loads(raw)
+            except ValueError:
+                decoded = None
+            if isinstance(decoded, dict):
+                value = decoded
+            else:
+                self.metrics.inc("rejected_cache_entry")
+                _limited.warning("cache_entry", "llm_cache_entry_unreadable", cache_key=key)
         with self._lock:
-            if raw is None:
+            if value is None:
                 self.misses += 1
             else:
                 self.hits += 1
             self._report()
-        return orjson.loads(raw) if raw is not None else None
+        return value
 
     def put(self, key: str, answer: dict[str, Any]) -> None:
+        """Cache `answer` (the matched result). An entry over `max_bytes` is not cached (counted)."""
         raw = orjson.dumps(answer)
+        if len(raw) + len(key) > self.max_bytes:
+            self.metrics.inc("rejected_entry_too_large")
+            _limited.warning("cache_size", "llm_cache_entry_too_large", cache_key=key, bytes=len(raw))
+            return
         if self.redis is not None:
             try:
                 self.redis.set(self.keys.llm_cache(key), raw, ex=self.ttl)
@@ -175,10 +221,14 @@ class LLMCache:
                 _limited.warning("cache", "llm_cache_write_failed", error=str(exc))
             return
         with self._lock:
+            old = self._lru.pop(key, None)
+            if old is not None:
+                self.bytes -= len(old) + len(key)
             self._lru[key] = raw
-            self._lru.move_to_end(key)
-            while len(self._lru) > self.max_entries:
-                self._lru.popitem(last=False)
+            self.bytes += len(raw) + len(key)
+            while len(self._lru) > self.max_entries or self.bytes > self.max_bytes:
+                k, v = self._lru.popitem(last=False)
+                self.bytes -= len(v) + len(k)
                 self.evictions += 1
             self._report()
 
@@ -193,8 +243,11 @@ class ImplicationClient:
 
     def __init__(self, *, base_url: str, api_key: str | None, model: str, cache: LLMCache,
                  metrics: MetricGroup, timeout_s: float = 60.0, max_attempts: int = 6,
-                 backoff_base: float = 1.0, backoff_max: float = 30.0) -> None:
+                 backoff_base: float = 1.0, backoff_max: float = 30.0, max_tokens: int | None = 2048,
+                 max_reply_bytes: int = MAX_REPLY_BYTES) -> None:
         self.model = model
+        self.max_tokens = max_tokens
+        self.max_reply_bytes = max_reply_bytes
         self.cache = cache
         self.metrics = metrics
         self.timeout_s = timeout_s
@@ -206,11 +259,12 @@ class ImplicationClient:
             default_headers={"HTTP-Referer": "https://github.com/polyalphascan/polyalphascan", "X-Title": "polyalphascan"},
         )
 
-    async def _once(self, messages: list[dict[str, str]]) -> dict[str, Any]:
+    async def _once(self, messages: list[dict[str, str]], index: TitleIndex, cap: int) -> dict[str, Any]:
         t0 = time.monotonic()
+        extra: dict[str, Any] = {} if self.max_tokens is None else {"max_tokens": self.max_tokens}
         resp = await asyncio.wait_for(
             self.client.chat.completions.create(model=self.model, messages=messages,  # type: ignore[arg-type]
-                                                response_format={"type": "json_object"}, temperature=0),
+                                                response_format={"type": "json_object"}, temperature=0, **extra),
             timeout=self.timeout_s,
         )
         self.metrics.observe("latency_s", time.monotonic() - t0)
@@ -227,27 +281,50 @@ class ImplicationClient:
         content = choice.message.content if choice.message else None
         if not content:
             raise LLMBadAnswer("empty_answer", "no content")
+        return self.matched(content, index, cap)
+
+    def matched(self, content: str, index: TitleIndex, cap: int) -> dict[str, Any]:
+        """The matched result of one reply (see `match_answer`), its rejections counted in the
+        metric group; raises `LLMBadAnswer` for a reply that is too large or not a JSON object."""
+        rejected: Counter[str] = Counter()
         try:
-            return parse_answer(content)
+            answer = read_answer(content, max_bytes=self.max_reply_bytes, max_items=cap, rejected=rejected)
+        except LLMReplyTooLarge as exc:
+            self.metrics.inc("rejected_reply_too_large")
+            _limited.warning("reply_too_large", "llm_reply_too_large", chars=len(content), error=str(exc))
+            raise LLMBadAnswer("reply_too_large", str(exc)) from None
         except LLMAnswerError as exc:
             raise LLMBadAnswer("unparseable", str(exc)) from None
+        result, unmatched = match_answer(answer, index, max_items=cap, rejected=rejected)
+        for kind, n in rejected.items():
+            self.metrics.inc(f"rejected_{kind}", n)
+        if rejected:
+            _limited.warning("answer_rejections", "llm_answer_items_rejected", **{k: v for k, v in rejected.items()})
+        if unmatched:
+            self.metrics.inc("unmatched_titles", unmatched)
+        return result
 
     async def ask(self, target_title: str, candidate_titles: list[str]) -> dict[str, Any]:
-        """The model's answer (cached); raises `LLMFailure` after the attempts are spent, or at
-        once when another attempt cannot help."""
+        """The model's matched answer (cached): `{"implied_by": [...], "implies": [...]}` holding
+        only items that name a candidate, under the title it was given here. Raises
+        `LLMFailure` after the attempts are spent, or at once when another attempt cannot help."""
         m = self.metrics
         key = cache_key(self.model, target_title, candidate_titles)
         cached = await asyncio.to_thread(self.cache.get, key) if self.cache.redis else self.cache.get(key)
         if cached is not None:
             return cached
-        messages = build_messages(target_title, candidate_titles)
+        shown: dict[str, str] = {}  # the title the prompt shows -> the caller's title
+        for t in candidate_titles:
+            shown.setdefault(prompt_title(t), t)
+        index, cap = TitleIndex(shown), item_cap(len(shown))
+        messages = build_messages(target_title, list(shown))
         delay = self.backoff_base
         last: LLMFailure = LLMFailure("no attempt")
         for attempt in range(1, self.max_attempts + 1):
             m.inc("requests")
             wait = delay * (0.5 + random.random())
             try:
-                answer = await self._once(messages)
+                answer = await self._once(messages, index, cap)
             except Exception as exc:  # noqa: BLE001 - typed below; anything else propagates
                 failure = _failure(exc, attempt)
                 if failure is None:
