@@ -66,7 +66,7 @@ def start_runtime(settings: Settings | None = None, *, signals: bool = True) -> 
     if settings.embedded_redis:
         embedded = EmbeddedRedis().start()
         redis_url = embedded.url
-        log.warning("embedded_redis_in_use", url=redis_url,
+        log.warning("embedded_redis_in_use", url=embedded.safe_url,
                     detail="data lives only as long as this process; set REDIS_URL for several processes")
     writer = MetricsWriter(redis_url, settings.redis_key_prefix, scope.metrics).start()
     return ProcessRuntime(settings, redis_url, scope, embedded, writer)

@@ -104,7 +104,7 @@ def run_demo(settings: Settings, *, events: int, seed: int, duration: float) -> 
         demo_settings = load_settings(**overrides)
         summary = standins.universe.summary()
         console.print(f"[bold]polyalphascan demo[/] — universe seed {seed}: {summary}")
-        console.print(f"stand-ins: {standins.urls()}  redis: {redis_server.url}")
+        console.print(f"stand-ins: {standins.urls()}  redis: {redis_server.url}", soft_wrap=True)
         console.print(
             f"watch from another terminal: polyalphascan top --redis-url {redis_server.url}   |   "
             f"polyalphascan monitor --redis-url {redis_server.url}"

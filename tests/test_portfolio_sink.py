@@ -266,3 +266,25 @@ def test_monitoring_shows_every_rejection_and_thread_health(redis_server: Embedd
     assert report["errors"] == {"poller": {"errors_parse": 3, "rejected_id_jump": 2},
                                 "steps": {"rejected_group_TypeError": 1}, "ws": {"rejected_side": 5}}
     assert report["health"] == {"sink": {"writer_alive": 0}}
+
+
+def test_a_portfolio_orjson_cannot_write_is_dropped_the_others_reach_redis(redis_server: EmbeddedRedis,
+                                                                            redis_client: redis.Redis) -> None:
+    sink = MetricGroup("sink")
+    writer = PortfolioWriter(redis_server.url, KEYS, metrics=sink)
+    try:
+        good1, good2 = make_change("a", "b", 0.4, 0.5, 1000), make_change("c", "d", 0.3, 0.5, 1000)
+        poisoned = make_change("e", "f", 0.4, 0.4, 2**65)  # a CLOB timestamp above 2^64: orjson raises
+        writer.submit([good1, poisoned, good2])
+        assert writer.flush(timeout=10) is True
+        ids = {m.decode() for m in redis_client.zrange(KEYS.ranking, 0, -1)}
+        assert ids == {good1.quote.cover_id, good2.quote.cover_id}
+        assert not redis_client.exists(KEYS.portfolio(poisoned.quote.cover_id))
+        assert sink.get("rejected_unwritable") == 1 and sink.get("written") == 2 and sink.get("write_errors") == 0
+        assert writer.thread_health()["alive"] is True and sink.get("portfolio_writer_alive") == 1
+        later = make_change("g", "h", 0.2, 0.2, 2000)  # the thread still writes
+        writer.submit([later])
+        assert writer.flush(timeout=10) is True
+        assert redis_client.zscore(KEYS.ranking, later.quote.cover_id) is not None
+    finally:
+        writer.close()

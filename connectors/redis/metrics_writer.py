@@ -1,18 +1,32 @@
 """The metrics writer: copies a metrics registry's snapshot to Redis (one TTL'd hash per
-group and process), and `read_metrics`, which sums a group over every live process."""
+group and process), and `read_metrics`, which sums a group over every live process.
+
+The thread never dies of a bad value: a metric that cannot be formatted is left out and
+counted as `sink.rejected_unwritable_metric` (logged once per kind and 10 s, with its group
+and name); any other error of a round counts as `sink.metrics_write_errors` and the next
+round runs as usual. If the thread stops anyway it logs `metrics_writer_died` at error level,
+sets `sink.metrics_writer_alive` to 0 and reports `healthy = False`
+(its `thread_health()`).
+"""
 
 from __future__ import annotations
 
 import os
 import socket
 import threading
+import traceback
 from typing import Any
 
 import orjson
 import redis
 
+from connectors.redis import health
 from connectors.redis.layout import RedisKeys
+from polyalphascan.logs import RateLimitedLog, get_logger
 from polyalphascan.metrics import MetricsRegistry
+
+log = get_logger(__name__)
+_limited = RateLimitedLog(log, interval=10.0)
 
 
 def process_name() -> str:
@@ -32,18 +46,57 @@ class MetricsWriter:
         self.ttl = ttl
         self.process = process_name()
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="metrics-writer", daemon=True)
+        self.name = "metrics-writer"
+        self._error: str | None = None
+        self._thread = threading.Thread(target=self._guarded_run, name=self.name, daemon=True)
+        self._sink = registry.group("sink")
+        self.alive_gauge = health.alive_gauge(self.name)
 
     def start(self) -> "MetricsWriter":
+        if self._sink.get(self.alive_gauge, None) != 0:
+            self._sink.set(self.alive_gauge, 1)
         self._thread.start()
         return self
+
+    # ------------------------------------------------------------------ health
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    @property
+    def healthy(self) -> bool:
+        return self._error is None
+
+    @property
+    def error(self) -> str | None:
+        return self._error
+
+    def thread_health(self) -> dict[str, object]:
+        return {"name": self.name, "alive": self.alive, "healthy": self.healthy, "error": self._error}
+
+    def _field(self, group: str, name: str, value: Any) -> Any:
+        """A hash field value, or None (left out, counted) if it cannot be written."""
+        if isinstance(value, bool):
+            return int(value)  # redis-py refuses bools (a DataError would fail the whole round)
+        if isinstance(value, (str, int, float)):
+            return value
+        try:
+            return orjson.dumps(value).decode()
+        except Exception as exc:  # noqa: BLE001 - one bad metric never stops the others
+            self._sink.inc("rejected_unwritable_metric")
+            kind = type(exc).__name__
+            _limited.warning(f"metric:{kind}", "metric_rejected_unwritable", group=group, metric=name, kind=kind,
+                             error=str(exc)[:200])
+            return None
 
     def write_once(self) -> None:
         pipe = self.client.pipeline(transaction=False)
         for group, values in self.registry.snapshot().items():
-            flat: dict[str, Any] = {
-                k: (v if isinstance(v, (int, float, str)) else orjson.dumps(v).decode()) for k, v in values.items()
-            }
+            flat: dict[str, Any] = {}
+            for k, v in values.items():
+                field = self._field(group, k, v)
+                if field is not None:
+                    flat[k] = field
             if not flat:
                 continue
             key = self.keys.metrics(group, self.process)
@@ -52,19 +105,32 @@ class MetricsWriter:
             pipe.expire(key, self.ttl)
         pipe.execute()
 
+    def _guarded_run(self) -> None:
+        try:
+            self._run()
+        except BaseException as exc:  # noqa: BLE001
+            self._error = f"{type(exc).__name__}: {exc}"[:500]
+            self._sink.set(self.alive_gauge, 0)
+            log.error("metrics_writer_died", error=self._error,
+                      traceback="".join(traceback.format_exception(exc))[-4000:])
+
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
             try:
                 self.write_once()
             except redis.RedisError:
-                self.registry.group("sink").inc("metrics_write_errors")
+                self._sink.inc("metrics_write_errors")
+            except Exception as exc:  # noqa: BLE001 - counted, logged, the next round runs
+                self._sink.inc("metrics_write_errors")
+                kind = type(exc).__name__
+                _limited.warning(f"round:{kind}", "metrics_write_failed", kind=kind, error=str(exc)[:300])
 
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(timeout=5)
         try:
             self.write_once()
-        except redis.RedisError:
+        except Exception:  # noqa: BLE001 - last round at stop: best effort
             pass
         self.client.close()
 

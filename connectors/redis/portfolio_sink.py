@@ -5,7 +5,10 @@ hands the batch to a per-partition write-behind writer (`connectors.redis.writer
 returns at once, so a slow or absent Redis never stalls the dataflow. The writer coalesces
 per portfolio (the newest change wins), writes with one pipeline per round, and on a Redis
 error keeps everything it could not write and retries with backoff until Redis is back (the
-pending set is bounded by the number of live portfolios; `sink.pending` reports it). Each write is one Lua script, so a
+pending set is bounded by the number of live portfolios; `sink.pending` reports it). A
+portfolio that cannot be written (orjson refuses an integer above 2^64, say) is dropped and
+counted as `sink.rejected_unwritable`; the others are written and the thread keeps running
+(`sink.portfolio_writer_alive` is 1 while it does). Each write is one Lua script, so a
 replayed change (at-least-once delivery after recovery) is a no-op: identical or older
 data writes nothing, a removal of an absent portfolio writes nothing.
 """
@@ -138,6 +141,10 @@ class PortfolioWriter:
     @property
     def pending(self) -> int:
         return self.behind.pending
+
+    def thread_health(self) -> dict[str, object]:
+        """The writer thread's health (`portfolio_writer_alive` gauge in the `sink` group)."""
+        return self.behind.thread_health()
 
     def write_now(self, batch: dict[str, PortfolioChange]) -> list[int]:
         """One pipelined round trip for the batch; returns each script's result."""

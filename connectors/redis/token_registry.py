@@ -170,7 +170,7 @@ class TokenRegistry:
 
 
 _REGISTRY_METRICS = WriterMetricNames(pending="registry_pending", errors="registry_errors", coalesced=None,
-                                      restarts=None)
+                                      restarts=None, rejected="rejected_unwritable_tokens")
 
 
 class RegistryWriter:
@@ -213,6 +213,10 @@ class RegistryWriter:
     @property
     def pending(self) -> int:
         return self.behind.pending
+
+    def thread_health(self) -> dict[str, object]:
+        """The writer thread's health (`token_registry_writer_alive` gauge in the `ws` group)."""
+        return self.behind.thread_health()
 
     def close(self, timeout: float = 10.0) -> None:
         self.behind.close(timeout)

@@ -13,6 +13,16 @@ to the owner's `write` function (one pipeline / script round per batch). Semanti
   value for the key forgets it); when the server's `run_id` changes (a server without
   persistence comes back empty) every remembered value is queued again. `write` must
   therefore be idempotent (a rewrite of data that survived writes nothing).
+- a bad item never stops the thread: when `write(batch)` raises anything other than
+  `redis.RedisError` (orjson refusing an integer above 2^64, a value Lua cannot take, a bug
+  in the formatting of one record), the batch is written again item by item; an item whose
+  own write still raises is dropped (and forgotten for restarts), counted under
+  `rejected_unwritable` and logged (once per kind and 10 s, with its key); the rest is
+  written. A Redis error during that item-by-item pass puts the unwritten items back, as above.
+- health: the thread that stops anyway (an uncaught exception, e.g. in the restart check)
+  logs `writer_thread_died` at error level, sets the `<name>_alive` gauge to 0 (it stays 0:
+  that writer's work is no longer written) and reports `healthy = False`; see
+  its `thread_health()`.
 
 Counters and gauges go to the `MetricGroup` the owner passes, under the names in
 `WriterMetricNames` (a name of `None` is not recorded).
@@ -22,17 +32,20 @@ from __future__ import annotations
 
 import threading
 import time
+import traceback
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 import redis
 
+from connectors.redis import health
 from connectors.redis.restart import RestartWatch
-from polyalphascan.logs import get_logger
+from polyalphascan.logs import RateLimitedLog, get_logger
 from polyalphascan.metrics import MetricGroup
 
 log = get_logger(__name__)
+_rejected_log = RateLimitedLog(log, interval=10.0)
 
 V = TypeVar("V")
 
@@ -43,6 +56,7 @@ class WriterMetricNames:
     errors: str = "write_errors"  # counter: failed write rounds
     coalesced: str | None = "coalesced"  # counter: changes replaced before they were written
     restarts: str | None = "restarts_detected"  # counter: Redis restarts seen
+    rejected: str = "rejected_unwritable"  # counter: items dropped because writing them raised (not Redis)
 
 
 class WriteBehind(Generic[V]):
@@ -81,8 +95,31 @@ class WriteBehind(Generic[V]):
         self._cv = threading.Condition()
         self._writing = 0  # keys of the batch being written now (out of the pending map)
         self._closing = False
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._error: str | None = None  # set when the thread died of an uncaught exception
+        self.alive_gauge = health.alive_gauge(name)
+        if metrics.get(self.alive_gauge, None) != 0:  # 0 stays: another writer of this name died
+            metrics.set(self.alive_gauge, 1)
+        self._thread = threading.Thread(target=self._guarded_run, name=name, daemon=True)
         self._thread.start()
+
+    # ------------------------------------------------------------------ health
+    @property
+    def alive(self) -> bool:
+        """The writer thread is running."""
+        return self._thread.is_alive()
+
+    @property
+    def healthy(self) -> bool:
+        """False once the thread died of an uncaught exception (a clean `close` stays healthy)."""
+        return self._error is None
+
+    @property
+    def error(self) -> str | None:
+        return self._error
+
+    def thread_health(self) -> dict[str, object]:
+        return {"name": self.name, "alive": self.alive, "healthy": self.healthy, "error": self._error,
+                "pending": self.pending}
 
     # ------------------------------------------------------------------ worker side (never blocks on Redis)
     def submit(self, items: Iterable[tuple[str, V]]) -> None:
@@ -115,6 +152,8 @@ class WriteBehind(Generic[V]):
         deadline = time.monotonic() + timeout
         with self._cv:
             while self._pending or self._writing:
+                if self._error is not None:
+                    return False  # the thread died: nothing more will be written
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return False
@@ -166,6 +205,49 @@ class WriteBehind(Generic[V]):
             self.metrics.inc(self.names.restarts)
         log.warning("redis_restart_detected_rewriting", writer=self.name, items=n)
 
+    def _guarded_run(self) -> None:
+        try:
+            self._run()
+        except BaseException as exc:  # noqa: BLE001 - whatever it was, say so and show it
+            self._error = f"{type(exc).__name__}: {exc}"[:500]
+            self.metrics.set(self.alive_gauge, 0)
+            log.error("writer_thread_died", writer=self.name, error=self._error, pending=self.pending,
+                      traceback="".join(traceback.format_exception(exc))[-4000:])
+            with self._cv:
+                self._cv.notify_all()  # flush() waiters see it at once
+
+    def _reject(self, key: str, value: V, exc: Exception) -> None:
+        """Drop an item that cannot be written (it would fail forever): count, log, forget it."""
+        with self._cv:
+            if self._live.get(key) is value:
+                del self._live[key]  # never re-queued after a restart
+        self.metrics.inc(self.names.rejected)
+        kind = type(exc).__name__
+        _rejected_log.warning(f"{self.name}:{kind}", "writer_item_rejected_unwritable", writer=self.name, item_key=key,
+                              kind=kind, error=str(exc)[:300])
+
+    def _write_isolating(self, batch: dict[str, V]) -> tuple[dict[str, V], redis.RedisError] | None:
+        """Write the batch; if that raises a non-Redis error, write it item by item and drop the
+        items that still raise. None when done; on a Redis error, the items not written yet and
+        the error."""
+        try:
+            self._write(batch)
+            return None
+        except redis.RedisError as exc:
+            return batch, exc
+        except Exception:  # noqa: BLE001 - a bad item: find it, write the rest
+            pass
+        keys = list(batch)
+        for i, key in enumerate(keys):
+            value = batch[key]
+            try:
+                self._write({key: value})
+            except redis.RedisError as exc:
+                return {k: batch[k] for k in keys[i:]}, exc
+            except Exception as exc:  # noqa: BLE001
+                self._reject(key, value, exc)
+        return None
+
     def _run(self) -> None:
         self._restarts.restarted(force=True)  # learn the server's run id
         delay = self.backoff_initial
@@ -178,11 +260,12 @@ class WriteBehind(Generic[V]):
                 if self._closing:
                     return
                 continue
-            try:
-                self._write(batch)
+            failed = self._write_isolating(batch)
+            if failed is None:
                 self._written()
-            except redis.RedisError as exc:
-                self._putback(batch)
+            else:
+                unwritten, exc = failed
+                self._putback(unwritten)
                 self.metrics.inc(self.names.errors)
                 if down_since is None:
                     down_since = time.monotonic()
