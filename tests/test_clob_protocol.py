@@ -104,12 +104,24 @@ def test_changes_below_the_top_update_the_book_but_emit_nothing() -> None:
     assert top(u) == ("a", 0.40, None, 12.0, None)
 
 
-def test_a_level_change_before_any_book_starts_one() -> None:
-    t = tracker("a")
-    (u,) = send(t, change(("a", "0.20", "3", "BUY")))
-    assert top(u) == ("a", 0.20, None, 3.0, None)
+def test_a_level_change_before_the_book_waits_for_the_book() -> None:
+    """No partial book from level changes: they are counted and dropped until the snapshot."""
+    t = tracker("a", "b")
+    send(t, book("b", [("0.1", "1")], []))
+    assert send(t, change(("a", "0.20", "3", "BUY"), ("a", "0.30", "4", "SELL"), ("b", "0.2", "2", "BUY"))) == [
+        PriceUpdate("b", 0.2, None, 2.0, None, 200, 7, 2)]  # the booked token in the same message applies
+    assert t.errors["rejected_change_before_book"] == 2 and "a" not in t.top and "a" not in t.booked
+    assert t.bids.get("a", {}) == {} and t.asks.get("a", {}) == {}
+    (u,) = send(t, book("a", [("0.25", "1")], [("0.35", "2")]))  # the book starts it; changes then apply
+    assert top(u) == ("a", 0.25, 0.35, 1.0, 2.0)
     (u,) = send(t, change(("a", "0.30", "4", "SELL")))
-    assert top(u) == ("a", 0.20, 0.30, 3.0, 4.0)
+    assert top(u) == ("a", 0.25, 0.30, 1.0, 4.0)
+    t.forget("a")  # unsubscribed: the next changes wait for a new book again
+    assert send(t, change(("a", "0.26", "1", "BUY"))) == [] and t.errors["rejected_change_before_book"] == 3
+    # a best_bid_ask announces a top (emitted) but is no book: changes still wait
+    (u,) = send(t, {"event_type": "best_bid_ask", "asset_id": "a", "best_bid": "0.3", "best_ask": "0.4"})
+    assert top(u) == ("a", 0.3, 0.4, 0.0, 0.0)
+    assert send(t, change(("a", "0.31", "1", "BUY"))) == [] and t.errors["rejected_change_before_book"] == 4
 
 
 def test_one_update_per_token_per_frame_the_newest_state() -> None:
@@ -163,7 +175,18 @@ def test_bad_input_is_counted_skipped_and_leaves_the_book_as_it_was() -> None:
         (orjson.dumps({"event_type": "book", "asset_id": "a", "bids": [{"price": "x", "size": "1"}], "asks": []}),
          "malformed_message"),
         (orjson.dumps({"event_type": "price_change", "price_changes": [{"asset_id": "a", "price": "0.5"}]}),
-         "malformed_message"),  # no side
+         "rejected_side"),  # no side: applied to neither side
+        (orjson.dumps(change(("a", "0.5", "1", "XYZ"))), "rejected_side"),
+        (orjson.dumps(change(("a", "0.5", "1", "buy"))), "rejected_side"),  # exactly "BUY"
+        (orjson.dumps(change(("a", "0.42", "inf", "BUY"))), "rejected_size"),
+        (orjson.dumps(change(("a", "0.42", "NaN", "BUY"))), "rejected_size"),
+        (orjson.dumps(change(("a", "0.42", "-1", "SELL"))), "rejected_size"),
+        (orjson.dumps(book("a", [("0.5", "1")], [("0.6", "-3")])), "rejected_size"),  # a book is atomic
+        (orjson.dumps(book("a", [("0.5", "nan")], [])), "rejected_size"),
+        (orjson.dumps(book("a", [("0.5", True)], [])), "rejected_size"),
+        (orjson.dumps(change(("a", "nan", "1", "BUY"))), "price_out_of_range"),
+        (orjson.dumps(change(("a", [0.5], "1", "BUY"))), "malformed_message"),
+        (orjson.dumps({"event_type": "book", "asset_id": 5, "bids": [], "asks": []}), "malformed_message"),
         ("[1, 2]", "malformed_message"),
     ]
     for frame, kind in bad:

@@ -13,14 +13,23 @@ token registry (re-read whenever the registry's version changes):
   tokens get no data for `stall_timeout` s;
 - reconnects after an error with exponential backoff and jitter (`backoff_base` doubling to
   `backoff_max`);
+- only frames carrying data about its subscribed tokens (`BookTracker.touched`) feed the
+  data watchdog: broadcasts, complements, unknown assets and garbage do not;
+- asks again (unsubscribe + subscribe on the open socket, counted `book_resyncs`) for the
+  snapshot of tokens that got level changes but no `book` (a garbled snapshot frame), at
+  most once per `refresh_interval`;
 - turns frames into `PriceUpdate`s (`BookTracker`) in a coalescing buffer: one pending
   update per token, the newest wins, so a slow reader never gets a stale price and memory
   stays bounded by the shard's tokens. `drain()` swaps the buffer out and never blocks.
 
 Counters live on the instance (`messages`, `updates`, `reconnects`, `stalls`, `coalesced`,
 `max_depth`); `report()` copies them to the `ws` metric group it was given as
-`shard{NN}_*` gauges, and `reconnects` / `stalls` / `queue_over_bound` are also counted
-there as they happen.
+`shard{NN}_*` gauges, and `reconnects` / `stalls` / `queue_over_bound` / `book_resyncs` are
+also counted there as they happen, as is every rejected input under its `BookTracker` kind
+(`malformed_frame`, `malformed_message`, `price_out_of_range`, `unknown_token`,
+`unknown_event_type`, `rejected_size`, `rejected_side`, `rejected_timestamp`,
+`rejected_depth`, `rejected_change_before_book`), each logged (rate-limited per kind, with
+the token) as `ws_input_rejected`.
 """
 
 from __future__ import annotations
@@ -35,7 +44,7 @@ from typing import Protocol
 import redis
 import websockets
 
-from connectors.clob.protocol import (PING, PONG, INVALID_OPERATION, BookTracker, ClobError, initial_subscription,
+from connectors.clob.protocol import (PING, PONG, BookTracker, ClobError, initial_subscription,
                                       subscription_change)
 from polyalphascan.logs import RateLimitedLog, get_logger
 from polyalphascan.metrics import MetricGroup
@@ -82,7 +91,7 @@ class ShardClient:
         self.refresh_interval = refresh_interval
         self.stagger = stagger
         self.queue_max = queue_max
-        self.tracker = BookTracker(shard)
+        self.tracker = BookTracker(shard, metrics)
         self._limited = RateLimitedLog(log, interval=10.0)
         self._buf: dict[str, PriceUpdate] = {}
         self._lock = threading.Lock()
@@ -190,7 +199,7 @@ class ShardClient:
         async with websockets.connect(self.url, ping_interval=None, max_size=2**24, open_timeout=10,
                                       compression=None) as ws:
             self.connected = True
-            self.tracker = BookTracker(self.shard)
+            self.tracker = BookTracker(self.shard, self.metrics)
             self.tracker.subscribed = set(desired)
             self.tracker.complements = complements
             self.subscribed = set(desired)
@@ -212,10 +221,13 @@ class ShardClient:
                     if frame == PONG:
                         last_pong = now
                     else:
-                        updates = self.tracker.handle(frame, int(time.time() * 1000))
+                        tracker = self.tracker
+                        updates = tracker.handle(frame, int(time.time() * 1000))
                         self.messages += 1
-                        if frame != INVALID_OPERATION:
+                        if tracker.touched:  # data about this shard's tokens, not a broadcast
                             last_data = now
+                        if tracker.last_error:  # rejections since the last frame (emptied when logged)
+                            self._log_rejections()
                         if updates:
                             self.updates += len(updates)
                             self._put(updates)
@@ -231,10 +243,30 @@ class ShardClient:
                     return  # reconnect at once: a fresh initial dump resyncs every book
                 if now >= next_refresh:
                     next_refresh = now + self.refresh_interval
+                    if self.tracker.need_book:
+                        await self._resync_books(ws)
                     v = await asyncio.to_thread(self._version, version)
                     if v != version:
                         version = v
                         await self._apply(ws, await asyncio.to_thread(self._desired))
+
+    def _log_rejections(self) -> None:
+        for kind, (token, detail) in list(self.tracker.last_error.items()):
+            self._limited.warning(f"rejected{self.shard}:{kind}", "ws_input_rejected", shard=self.shard, kind=kind,
+                                  token=token, detail=detail)
+        self.tracker.last_error.clear()
+
+    async def _resync_books(self, ws: websockets.ClientConnection) -> None:
+        """Ask again for the snapshots of tokens whose level changes came before any book."""
+        tokens = sorted(self.tracker.need_book & self.tracker.subscribed)
+        self.tracker.need_book.clear()
+        if not tokens:
+            return
+        await ws.send(subscription_change("unsubscribe", tokens))
+        await ws.send(subscription_change("subscribe", tokens))  # the server answers with their books
+        self.metrics.inc("book_resyncs", len(tokens))
+        self._limited.warning(f"bookresync{self.shard}", "ws_book_resync", shard=self.shard, tokens=len(tokens),
+                              token=tokens[0])
 
     async def _apply(self, ws: websockets.ClientConnection, desired: set[str]) -> None:
         add = sorted(desired - self.subscribed)
@@ -270,5 +302,9 @@ class ShardClient:
         g.set(p + "stalls", self.stalls)
         g.set(p + "coalesced", self.coalesced)
         g.set(p + "queue_depth", len(self._buf))
-        for kind, n in self.tracker.errors.items():
+        try:
+            errors = dict(self.tracker.errors)  # written by the socket thread meanwhile
+        except RuntimeError:
+            return
+        for kind, n in errors.items():
             g.set(p + f"errors_{kind}", n)

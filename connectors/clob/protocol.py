@@ -5,8 +5,37 @@ whole, and `price_change` level updates, where `size` is the new aggregate size 
 removes the level) and turns every frame into `PriceUpdate`s for the tokens whose top of
 book changed. `best_bid_ask` messages set the top directly. Frames may be one object or an
 array; `PONG` / `INVALID OPERATION` are plain text. Everything odd is counted per kind in
-`errors` and skipped, never raised: malformed JSON, unknown event types, prices outside
-[0, 1], tokens nobody subscribed.
+`errors` (and, when a metric group is given, as counters of that name in it) and skipped,
+never raised; the rest of the frame still applies:
+
+- `malformed_frame` (not JSON), `malformed_message` (a message or level change of the wrong
+  shape: missing keys, wrong types, an unparseable price), `unknown_event_type`,
+  `unknown_token` (an asset nobody subscribed);
+- `price_out_of_range`: a price outside [0, 1] (NaN and inf included);
+- `rejected_size`: a size that is not a finite non-negative number (inf, NaN, "-1", "x",
+  true); a missing / empty size is 0 (the level is removed);
+- `rejected_side`: a level change whose `side` is not exactly "BUY" or "SELL" — never
+  applied to either side;
+- `rejected_timestamp`: a server timestamp that is unreadable or outside
+  [recv − `TS_MAX_BEHIND_MS`, recv + `TS_MAX_AHEAD_MS`]: the message still applies, stamped
+  with the receive time (an absurd timestamp such as 2^64 or the year 2100 never reaches
+  `PriceUpdate.exchange_ts_ms`); a missing timestamp stays 0 ("unknown");
+- `rejected_depth`: levels beyond `MAX_LEVELS_PER_SIDE` on one side of a book, the
+  farthest from the top dropped (one count per level dropped);
+- `rejected_change_before_book`: a `price_change` level for a subscribed token whose
+  `book` snapshot has not arrived (the change is not applied and no partial book is
+  emitted; the snapshot, which the server sends on subscribe, starts the book; such tokens
+  are listed in `need_book` so the client can ask for the snapshot again).
+
+A `book` snapshot is atomic: one bad level rejects the snapshot (counted by its kind) and the
+token keeps the book it had. A `price_change` is applied level by level: a bad level change
+is counted and skipped, the others apply. Each side of a book keeps its prices sorted
+(`BookSide`), so the top is read, not recomputed, after every change: a frame of 20,000
+levels costs milliseconds (bench/clob_book.py).
+
+`BookTracker.touched` tells the client whether the last frame carried data about a
+subscribed token (what resets its stall watchdog); frames only about other assets
+(broadcasts, complements, unknown tokens), `PONG`s and garbage do not.
 
 `initial_subscription` / `subscription_change` build the client → server messages: the
 first message on a socket (with `initial_dump`, so every book starts from a snapshot) and
@@ -16,9 +45,11 @@ heartbeat the server answers with `PONG`.
 
 from __future__ import annotations
 
+import math
+from bisect import bisect_left, insort
 from collections import Counter
 from collections.abc import Iterable
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import orjson
 
@@ -28,6 +59,17 @@ PING = "PING"
 PONG = "PONG"
 INVALID_OPERATION = "INVALID OPERATION"
 KNOWN_TEXT = {PONG, INVALID_OPERATION}
+
+#: The most price levels kept per side of one token's book; beyond it the levels farthest
+#: from the top are dropped (counted `rejected_depth`). Tick sizes of 0.01–0.001 give at
+#: most 101–1001 distinct prices on [0, 1], so this never drops a real level there; on a
+#: 0.0001 tick it still keeps the 0.1 nearest the top, far more than any top-of-book use.
+MAX_LEVELS_PER_SIDE = 1000
+#: A server timestamp more than this ahead of the receive time is not believed (clock skew
+#: between the exchange and us is milliseconds; an hour is a broken or hostile value).
+TS_MAX_AHEAD_MS = 3_600_000
+#: ...nor one more than this behind it (no market-channel message is a day old).
+TS_MAX_BEHIND_MS = 86_400_000
 
 
 class ClobError(Exception):
@@ -39,8 +81,28 @@ class ClobMessageError(ClobError, ValueError):
     `malformed_message` by `BookTracker`, never raised out of `handle`)."""
 
 
-class PriceOutOfRange(ClobMessageError):
+class Rejected(ClobMessageError):
+    """A field with a value the tracker refuses; `kind` is the counter it is counted under."""
+
+    kind = "malformed_message"
+
+
+class PriceOutOfRange(Rejected):
     """A price outside [0, 1] (counted as `price_out_of_range`)."""
+
+    kind = "price_out_of_range"
+
+
+class BadSize(Rejected):
+    """A size that is not a finite non-negative number (counted as `rejected_size`)."""
+
+    kind = "rejected_size"
+
+
+class Counts(Protocol):
+    """Where rejections are counted besides `BookTracker.errors` (a `MetricGroup`)."""
+
+    def inc(self, key: str, n: float = 1) -> None: ...
 
 
 def initial_subscription(tokens: Iterable[str]) -> str:
@@ -54,40 +116,200 @@ def subscription_change(operation: Literal["subscribe", "unsubscribe"], tokens: 
     return orjson.dumps({"operation": operation, "assets_ids": sorted(tokens)}).decode()
 
 
-def _price(raw: Any) -> float | None:
-    if raw is None or raw == "":
-        return None
-    p = float(raw)
+#: What a malformed field raises while being read (OverflowError: int(inf), float(10**400)).
+_BAD = (TypeError, ValueError, KeyError, AttributeError, OverflowError)
+
+
+def _number(raw: Any) -> float:
+    """A JSON number or a numeric string as a float (may be inf / NaN); bool, None, lists and
+    objects raise TypeError, other strings ValueError."""
+    if isinstance(raw, bool) or not isinstance(raw, (str, int, float)):
+        raise TypeError(f"not a number: {type(raw).__name__}")
+    return float(raw)
+
+
+def _price(raw: Any) -> float:
+    """A level's price, on [0, 1] (PriceOutOfRange otherwise, NaN included)."""
+    p = _number(raw)
     if not 0.0 <= p <= 1.0:
-        raise PriceOutOfRange(f"price {p} outside [0, 1]")
-    return p
+        raise PriceOutOfRange(f"price {raw!r:.40} outside [0, 1]")
+    return p + 0.0  # -0.0 -> 0.0
+
+
+def _price_or_none(raw: Any) -> float | None:
+    """`best_bid_ask` prices: None / "" = an empty side."""
+    return None if raw is None or raw == "" else _price(raw)
+
+
+def _size(raw: Any) -> float:
+    """A level's size: finite and >= 0 (BadSize otherwise); missing / "" = 0 (removed)."""
+    if raw is None or raw == "":
+        return 0.0
+    try:
+        s = _number(raw)
+    except _BAD:
+        raise BadSize(f"size {raw!r:.40} is not a number") from None
+    if not 0.0 <= s < math.inf:  # NaN fails too
+        raise BadSize(f"size {raw!r:.40} is not finite and non-negative")
+    return s
+
+
+def exchange_ts(raw: Any, recv_ms: int) -> tuple[int, bool]:
+    """The server timestamp to publish for a message received at `recv_ms`, and whether the
+    raw value was accepted. Missing (None / "") is 0, "unknown", and accepted; an unreadable
+    value or one outside [recv - TS_MAX_BEHIND_MS, recv + TS_MAX_AHEAD_MS] is replaced by
+    `recv_ms` and not accepted."""
+    if raw is None or raw == "":
+        return 0, True
+    try:
+        if isinstance(raw, bool) or not isinstance(raw, (str, int, float)):
+            raise TypeError
+        if isinstance(raw, int):
+            ts = raw
+        else:
+            try:
+                ts = int(raw)  # "1700000000000" (a 5,000-digit string raises ValueError)
+            except ValueError:
+                ts = int(float(raw))  # "1.7e12" (inf/NaN raise)
+    except _BAD:
+        return recv_ms, False
+    if recv_ms - TS_MAX_BEHIND_MS <= ts <= recv_ms + TS_MAX_AHEAD_MS:
+        return ts, True
+    return recv_ms, False
+
+
+class BookSide(dict[float, float]):
+    """One side of a token's book: price -> size (a dict, so it compares with one), plus its
+    prices sorted ascending, so the best price is read in O(1) and a level is added or removed
+    with a bisect. Holds at most `cap` levels: beyond it the level farthest from the top goes."""
+
+    __slots__ = ("is_bid", "prices", "cap")
+
+    def __init__(self, is_bid: bool, cap: int = MAX_LEVELS_PER_SIDE) -> None:
+        super().__init__()
+        self.is_bid = is_bid
+        self.prices: list[float] = []
+        self.cap = cap
+
+    def best(self) -> float | None:
+        prices = self.prices
+        if not prices:
+            return None
+        return prices[-1] if self.is_bid else prices[0]
+
+    def set_level(self, price: float, size: float) -> int:
+        """Set (size > 0) or remove (size 0) one level; returns the levels dropped by the cap (0 or 1)."""
+        if size <= 0.0:
+            if price in self:
+                del self[price]
+                prices = self.prices
+                del prices[bisect_left(prices, price)]
+            return 0
+        if price in self:
+            self[price] = size
+            return 0
+        prices = self.prices
+        dropped = 0
+        if len(prices) >= self.cap:
+            if self.is_bid:
+                if price < prices[0]:
+                    return 1  # the new level is the farthest: it is the one dropped
+                del self[prices.pop(0)]
+            else:
+                if price > prices[-1]:
+                    return 1
+                del self[prices.pop()]
+            dropped = 1
+        insort(prices, price)
+        self[price] = size
+        return dropped
+
+    def replace(self, levels: dict[float, float]) -> int:
+        """Become `levels` (sizes > 0), keeping the `cap` best; returns the levels dropped."""
+        self.clear()
+        prices = sorted(levels)
+        dropped = max(0, len(prices) - self.cap)
+        if dropped:
+            prices = prices[dropped:] if self.is_bid else prices[: self.cap]
+        self.prices = prices
+        self.update((p, levels[p]) for p in prices)
+        return dropped
+
+    def cut_above_best(self, best: float | None) -> None:
+        """Drop every level better than `best` (all of them for None); `best` itself is kept
+        with its known size or added with size 0 (for `best_bid_ask`)."""
+        prices = self.prices
+        if best is None:
+            self.clear()
+            prices.clear()
+            return
+        if self.is_bid:
+            while prices and prices[-1] > best:
+                del self[prices.pop()]
+        else:
+            cut = bisect_left(prices, best)  # the asks better (lower) than the announced one
+            for p in prices[:cut]:
+                del self[p]
+            del prices[:cut]
+        if best not in self:
+            insort(prices, best)
+            self[best] = 0.0
+            if len(prices) > self.cap:
+                del self[prices.pop(0) if self.is_bid else prices.pop()]
 
 
 class BookTracker:
     """The books of one shard's tokens. Set `subscribed` (tokens whose updates are wanted) and
     `complements` (their NO tokens: expected in `price_change` messages, skipped, not errors)
-    before feeding frames to `handle`."""
+    before feeding frames to `handle`. `metrics` (optional): a group where every error kind is
+    also counted (the client passes its `ws` group)."""
 
-    def __init__(self, shard: int = -1) -> None:
+    def __init__(self, shard: int = -1, metrics: Counts | None = None, cap: int = MAX_LEVELS_PER_SIDE) -> None:
         self.shard = shard
+        self.metrics = metrics
+        self.cap = cap
         self.subscribed: set[str] = set()
         self.complements: set[str] = set()  # NO tokens of subscribed YES tokens: expected, ignored
-        self.bids: dict[str, dict[float, float]] = {}
-        self.asks: dict[str, dict[float, float]] = {}
+        self.bids: dict[str, BookSide] = {}
+        self.asks: dict[str, BookSide] = {}
+        self.booked: set[str] = set()  # tokens whose `book` snapshot has arrived
+        #: Subscribed tokens that got level changes before their book (e.g. the snapshot frame was
+        #: garbled): the client asks for their snapshot again and empties this set.
+        self.need_book: set[str] = set()
         self.top: dict[str, tuple[float | None, float | None, float | None, float | None]] = {}
         self.errors: Counter[str] = Counter()
         self.events: Counter[str] = Counter()
+        #: The last rejection of each kind: (token or "", a short description), for the client's log.
+        self.last_error: dict[str, tuple[str, str]] = {}
+        #: Whether the last `handle`d frame carried data about a subscribed token.
+        self.touched = False
+
+    def count(self, kind: str, token: str = "", detail: str = "", n: int = 1) -> None:
+        self.errors[kind] += n
+        self.last_error[kind] = (token, detail[:200])
+        if self.metrics is not None:
+            self.metrics.inc(kind, n)
 
     def forget(self, token: str) -> None:
         self.bids.pop(token, None)
         self.asks.pop(token, None)
         self.top.pop(token, None)
+        self.booked.discard(token)
+        self.need_book.discard(token)
+
+    def _sides(self, token: str) -> tuple[BookSide, BookSide]:
+        bids = self.bids.get(token)
+        if bids is None:
+            bids = self.bids[token] = BookSide(True, self.cap)
+        asks = self.asks.get(token)
+        if asks is None:
+            asks = self.asks[token] = BookSide(False, self.cap)
+        return bids, asks
 
     def _emit(self, token: str, ts: int, recv_ms: int, out: dict[str, PriceUpdate]) -> None:
-        bids, asks = self.bids.get(token, {}), self.asks.get(token, {})
-        bb = max(bids) if bids else None
-        ba = min(asks) if asks else None
-        top = (bb, ba, bids.get(bb) if bb is not None else None, asks.get(ba) if ba is not None else None)
+        bids, asks = self._sides(token)
+        bb, ba = bids.best(), asks.best()
+        top = (bb, ba, bids[bb] if bb is not None else None, asks[ba] if ba is not None else None)
         if self.top.get(token) == top:
             return
         self.top[token] = top
@@ -95,48 +317,75 @@ class BookTracker:
 
     def _known(self, token: str) -> bool:
         if token in self.subscribed:
+            self.touched = True
             return True
         if token in self.complements:
             self.events["complement_skipped"] += 1
         else:
-            self.errors["unknown_token"] += 1
+            self.count("unknown_token", token)
         return False
 
     def handle(self, frame: str | bytes, recv_ms: int) -> list[PriceUpdate]:
-        """Updates for the tokens whose top of book changed (newest per token)."""
+        """Updates for the tokens whose top of book changed (newest per token). Never raises."""
+        self.touched = False
         if isinstance(frame, str) and frame in KNOWN_TEXT:  # "pong", "invalid_operation"
             self.events[frame.lower().replace(" ", "_")] += 1
             return []
         try:
             data = orjson.loads(frame)
-        except orjson.JSONDecodeError:
-            self.errors["malformed_frame"] += 1
+        except (orjson.JSONDecodeError, TypeError):
+            self.count("malformed_frame", "", repr(frame[:80]))
             return []
         msgs = data if isinstance(data, list) else [data]
         out: dict[str, PriceUpdate] = {}
         for msg in msgs:
             if not isinstance(msg, dict):
-                self.errors["malformed_message"] += 1
+                self.count("malformed_message", "", repr(msg)[:80])
                 continue
             try:
                 self._message(msg, recv_ms, out)
-            except PriceOutOfRange:
-                self.errors["price_out_of_range"] += 1
-            except (TypeError, ValueError, KeyError, AttributeError):  # incl. ClobMessageError
-                self.errors["malformed_message"] += 1
+            except Rejected as exc:
+                self.count(exc.kind, str(msg.get("asset_id", "")), str(exc))
+            except _BAD as exc:  # incl. ClobMessageError
+                self.count("malformed_message", str(msg.get("asset_id", ""))[:80], repr(exc))
         return list(out.values())
+
+    def _ts(self, msg: dict[str, Any], recv_ms: int) -> int:
+        raw = msg.get("timestamp")
+        ts, ok = exchange_ts(raw, recv_ms)
+        if not ok:
+            self.count("rejected_timestamp", str(msg.get("asset_id", ""))[:80], f"timestamp {raw!r:.60}")
+        return ts
+
+    def _levels(self, raw: Any, token: str) -> dict[float, float]:
+        if not isinstance(raw, list):
+            raise ClobMessageError("levels are not a list")
+        levels: dict[float, float] = {}
+        for lv in raw:
+            p, s = _price(lv["price"]), _size(lv.get("size"))
+            if s > 0:
+                levels[p] = s
+            else:
+                levels.pop(p, None)
+        return levels
 
     def _message(self, msg: dict[str, Any], recv_ms: int, out: dict[str, PriceUpdate]) -> None:
         kind = msg.get("event_type")
-        ts = int(msg.get("timestamp") or 0)
         if kind == "book":
-            token = str(msg["asset_id"])
+            token = msg["asset_id"]
+            if not isinstance(token, str):
+                raise ClobMessageError("asset_id is not a string")
             if not self._known(token):
                 return
-            bids = {p: float(lv["size"]) for lv in msg["bids"] if (p := _price(lv["price"])) is not None}
-            asks = {p: float(lv["size"]) for lv in msg["asks"] if (p := _price(lv["price"])) is not None}
-            self.bids[token] = {p: s for p, s in bids.items() if s > 0}
-            self.asks[token] = {p: s for p, s in asks.items() if s > 0}
+            bids = self._levels(msg["bids"], token)  # all levels read before anything changes
+            asks = self._levels(msg["asks"], token)
+            ts = self._ts(msg, recv_ms)
+            b, a = self._sides(token)
+            dropped = b.replace(bids) + a.replace(asks)
+            if dropped:
+                self.count("rejected_depth", token, f"{dropped} levels beyond {self.cap} per side", dropped)
+            self.booked.add(token)
+            self.need_book.discard(token)
             self.events["book"] += 1
             self._emit(token, ts, recv_ms, out)
         elif kind == "price_change":
@@ -144,37 +393,72 @@ class BookTracker:
             if not isinstance(changes, list):
                 raise ClobMessageError("price_changes is not a list")
             self.events["price_change"] += 1
-            for ch in changes:
-                token = str(ch["asset_id"])
-                if not self._known(token):
-                    continue
-                price = _price(ch["price"])
-                size = float(ch.get("size") or 0)
-                book = self.bids.setdefault(token, {}) if ch["side"] == "BUY" else self.asks.setdefault(token, {})
-                if price is not None:
-                    if size > 0:
-                        book[price] = size
-                    else:
-                        book.pop(price, None)
-                self._emit(token, ts, recv_ms, out)
+            ts = self._ts(msg, recv_ms)
+            self._changes(changes, ts, recv_ms, out)
         elif kind == "best_bid_ask":
-            token = str(msg["asset_id"])
+            token = msg["asset_id"]
+            if not isinstance(token, str):
+                raise ClobMessageError("asset_id is not a string")
             if not self._known(token):
                 return
+            bb, ba = _price_or_none(msg.get("best_bid")), _price_or_none(msg.get("best_ask"))
+            ts = self._ts(msg, recv_ms)
             self.events["best_bid_ask"] += 1
-            bb, ba = _price(msg.get("best_bid")), _price(msg.get("best_ask"))
             # keep the level maps consistent with the announced top (sizes as last known)
-            bids, asks = self.bids.setdefault(token, {}), self.asks.setdefault(token, {})
-            for p in [p for p in bids if bb is None or p > bb]:
-                bids.pop(p)
-            for p in [p for p in asks if ba is None or p < ba]:
-                asks.pop(p)
-            if bb is not None:
-                bids.setdefault(bb, 0.0)
-            if ba is not None:
-                asks.setdefault(ba, 0.0)
+            bids, asks = self._sides(token)
+            bids.cut_above_best(bb)
+            asks.cut_above_best(ba)
             self._emit(token, ts, recv_ms, out)
-        elif kind in ("last_trade_price", "tick_size_change", "new_market", "market_resolved"):
+        elif kind in ("last_trade_price", "tick_size_change"):
+            self.events[kind] += 1
+            if msg.get("asset_id") in self.subscribed:
+                self.touched = True
+        elif kind in ("new_market", "market_resolved"):  # broadcasts: not data about this shard's tokens
             self.events[kind] += 1
         else:
-            self.errors["unknown_event_type"] += 1
+            self.count("unknown_event_type", "", f"event_type {kind!r:.60}")
+
+    def _changes(self, changes: list[Any], ts: int, recv_ms: int, out: dict[str, PriceUpdate]) -> None:
+        """Apply level changes one by one (a bad one is counted and skipped), then emit once per
+        token whose top moved."""
+        subscribed, booked = self.subscribed, self.booked
+        moved: set[str] = set()
+        dropped = 0
+        for ch in changes:
+            try:
+                token = ch["asset_id"]
+                if token not in subscribed or not isinstance(token, str):
+                    if not isinstance(token, str):
+                        raise ClobMessageError("asset_id is not a string")
+                    self._known(token)
+                    continue
+                self.touched = True
+                side = ch.get("side")
+                price = _price(ch["price"])
+                size = _size(ch.get("size"))
+                if side == "BUY":
+                    book = self.bids.get(token)
+                elif side == "SELL":
+                    book = self.asks.get(token)
+                else:
+                    self.count("rejected_side", token, f"side {side!r:.40}")
+                    continue
+                if token not in booked or book is None:
+                    self.count("rejected_change_before_book", token)
+                    self.need_book.add(token)
+                    continue
+                dropped += book.set_level(price, size)  # counted once per message (hot loop)
+                moved.add(token)
+            except Rejected as exc:
+                self.count(exc.kind, _tok(ch), str(exc))
+            except _BAD as exc:
+                self.count("malformed_message", _tok(ch), repr(exc))
+        if dropped:
+            self.count("rejected_depth", "", f"{dropped} levels beyond {self.cap} per side", dropped)
+        for token in moved:
+            self._emit(token, ts, recv_ms, out)
+
+
+def _tok(ch: Any) -> str:
+    token = ch.get("asset_id", "") if isinstance(ch, dict) else ""
+    return token[:80] if isinstance(token, str) else ""
