@@ -9,7 +9,12 @@ faults stop, the walk pauses, and the scanner must converge to the universe's gr
 Prints updates processed, faults injected by kind, recoveries, items lost (goal 0), stale
 prices at the end (goal 0), peak memory of the flow process and whether it kept growing.
 
-    .venv/bin/python -m bench.soak [--minutes 3] [--events 300]
+With `--poison` the stand-ins also send hostile but well-formed-enough traffic (every poison
+knob of standins/gamma_server.py, clob_server.py and llm_server.py): the run then also prints
+what was injected by kind, the rejections by kind from the monitoring JSON's `errors` section,
+and the flow's RSS at start and end.
+
+    .venv/bin/python -m bench.soak [--minutes 3] [--events 300] [--poison]
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ import redis
 from connectors.redis.metrics_writer import read_metrics
 from connectors.redis.layout import RedisKeys
 from connectors.redis.server import EmbeddedRedis
+from polyalphascan_app.monitoring import performance_report
 from standins.clob_server import ClobFaults
 from standins.gamma_server import GammaFaults
 from standins.launcher import MarketActivity, StandIns
@@ -53,6 +59,7 @@ def main() -> None:
     ap.add_argument("--minutes", type=float, default=3.0)
     ap.add_argument("--events", type=int, default=300)
     ap.add_argument("--log", default="soak-flow.log", help="where the flow process writes its warnings")
+    ap.add_argument("--poison", action="store_true", help="also every poison knob of the stand-ins")
     a = ap.parse_args()
     duration = a.minutes * 60
     open(a.log, "wb").close()
@@ -63,6 +70,11 @@ def main() -> None:
         s.clob.faults = ClobFaults(malformed_rate=0.01, duplicate_rate=0.02, reorder_rate=0.02, seed=2)
         s.llm.faults = LLMFaults(latency_s=0.05, rate_429=0.1, retry_after_s=0.2, rate_invalid_json=0.05,
                                  rate_error_body=0.05, seed=3)
+        if a.poison:
+            s.gamma.faults.poison_rate = 1.0
+            s.clob.faults.poison_rate = 0.05  # about 5 episodes a second, kinds in turn
+            for kind in ("many_items", "huge_reply", "unknown_titles", "injection"):
+                setattr(s.llm.faults, f"rate_{kind}", 0.05)
         env = {k: v for k, v in os.environ.items()}
         env.update({k.upper(): str(v) for k, v in s.settings_overrides().items()})
         env.update(REDIS_URL=rs.url, REDIS_KEY_PREFIX=PREFIX, RECOVERY_DIR=rec, SNAPSHOT_INTERVAL_SECONDS="2",
@@ -120,11 +132,17 @@ def main() -> None:
         llm = read_metrics(client, keys, "llm")
         poller = read_metrics(client, keys, "poller")
         join = read_metrics(client, keys, "portfolios")
+        monitoring = performance_report(client, PREFIX)
+        try:
+            rss.append((time.monotonic() - t0, psutil.Process(flow.pid).memory_info().rss / 2**20))
+        except psutil.NoSuchProcess:
+            pass
         flow.send_signal(signal.SIGTERM)
         rc = flow.wait(60)
     half = len(rss) // 2
     first, second = max(r for _, r in rss[:half]), max(r for _, r in rss[half:])
-    print(f"soak: {a.minutes:g} min, {a.events} events (+ market activity every 3 s), all fault knobs on")
+    print(f"soak: {a.minutes:g} min, {a.events} events (+ market activity every 3 s), all fault knobs on"
+          + (", poison on" if a.poison else ""))
     print(f"updates processed by the shards: {updates_before_kill + shard_updates(ws):,.0f}")
     print(f"faults injected: CLOB drops {faults['drops']}, stalls {faults['stalls']}, malformed "
           f"{s.clob.stats.faults['malformed']}, duplicated {s.clob.stats.faults['duplicated']}, reordered "
@@ -148,6 +166,23 @@ def main() -> None:
         print(f"  missing: {cid} legs {[(leg.market_id, leg.side.value, leg.event_id) for leg in c.legs]}")
     for cid in extra:
         print(f"  extra (no longer a cover): {cid}")
+    if a.poison:
+        print("poison injected: Gamma " + ", ".join(f"{k[7:]} {v}" for k, v in sorted(s.gamma.stats.faults.items())
+                                                   if k.startswith("poison_")))
+        print("                 CLOB " + ", ".join(f"{k[7:]} {v}" for k, v in sorted(s.clob.stats.faults.items())
+                                                  if k.startswith("poison_")))
+        print("                 LLM " + ", ".join(f"{k[7:]} {v}" for k, v in sorted(s.llm.stats.outcomes.items())
+                                                 if k.startswith("poison_")))
+        print("rejections by kind (monitoring JSON `errors`, processes alive at the end):")
+        for group, counters in monitoring["errors"].items():
+            print(f"  {group}: " + ", ".join(f"{k} {v:,}" for k, v in counters.items()))
+        print("  ws (not in `errors`): " + ", ".join(f"{k} {ws.get(k, 0):,.0f}" for k in ("unknown_token",))
+              + "; llm: " + ", ".join(f"{k} {llm.get(k, 0):,.0f}" for k in ("unmatched_titles",))
+              + "; poller: " + ", ".join(f"{k} {poller.get(k, 0):,.0f}" for k in ("decoded_tolerantly",))
+              + f"; join: crossed_book {join.get('crossed_book', 0):,.0f}")
+        print(f"health at the end: {monitoring['health']}")
+        started = next((r for t, r in rss if t >= 10.0), rss[0][1])  # once the flow has loaded and polled
+        print(f"flow process RSS: start {started:.0f} MiB (10 s in), end {rss[-1][1]:.0f} MiB")
     print(f"flow process RSS: peak {max(r for _, r in rss):.0f} MiB; first half peak {first:.0f}, second half peak "
           f"{second:.0f} ({'growing' if second > first * 1.2 else 'flat'}); exit code on SIGTERM {rc}")
 

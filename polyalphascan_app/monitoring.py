@@ -22,22 +22,44 @@ from connectors.redis.layout import RedisKeys
 from polyalphascan.http_thread import ThreadedHttpServer
 
 
-#: The metric groups a flow writes; their `rejected_*`, `errors_*`, `failures_*` counters make
-#: the `errors` section, so an operator sees an attack or a schema change at a glance.
+#: The metric groups a flow writes; their `rejected_*`, `errors_*`, `failures_*` counters (and
+#: the few older names of input the scanner refused) make the `errors` section, so an operator
+#: sees an attack or a schema change at a glance.
 GROUPS = ("poller", "ws", "llm", "cache", "sink", "portfolios", "steps")
 ERROR_PREFIXES = ("rejected_", "errors_", "failures_")
+ERROR_NAMES = frozenset({"malformed_frame", "malformed_message", "price_out_of_range", "unknown_token",
+                         "unknown_event_type", "unmatched_titles", "decoded_tolerantly", "crossed_book"})
 
 
-def _errors_and_health(groups: dict[str, dict[str, float]]) -> tuple[dict[str, Any], dict[str, Any]]:
-    errors = {g: {k: int(v) for k, v in sorted(m.items()) if k.startswith(ERROR_PREFIXES)} for g, m in groups.items()}
-    health = {g: {k: int(v) for k, v in sorted(m.items()) if k.endswith("_alive")} for g, m in groups.items()}
-    return ({g: e for g, e in errors.items() if e}, {g: h for g, h in health.items() if h})
+def _errors(groups: dict[str, dict[str, float]]) -> dict[str, Any]:
+    errors = {g: {k: int(v) for k, v in sorted(m.items()) if v and (k.startswith(ERROR_PREFIXES) or k in ERROR_NAMES)}
+              for g, m in groups.items()}
+    return {g: e for g, e in errors.items() if e}
+
+
+def _health(client: redis.Redis, keys: RedisKeys) -> dict[str, Any]:
+    """Each `*_alive` gauge at its lowest over the live processes: one dead thread shows as 0
+    even when another process's thread of that name runs."""
+    health: dict[str, dict[str, int]] = {}
+    for group in GROUPS:
+        for key in client.scan_iter(match=keys.metrics_pattern(group), count=100):
+            for field, raw in client.hgetall(key).items():
+                name = field.decode() if isinstance(field, bytes) else str(field)
+                if not name.endswith("_alive"):
+                    continue
+                try:
+                    value = int(float(raw))
+                except (TypeError, ValueError):
+                    continue
+                gauges = health.setdefault(group, {})
+                gauges[name] = min(value, gauges.get(name, value))
+    return {g: dict(sorted(h.items())) for g, h in health.items()}
 
 
 def performance_report(client: redis.Redis, prefix: str) -> dict[str, Any]:
     keys = RedisKeys(prefix)
     groups = {g: read_metrics(client, keys, g) for g in GROUPS}
-    errors, health = _errors_and_health(groups)
+    errors, health = _errors(groups), _health(client, keys)
     poller, llm, ws, cache = groups["poller"], groups["llm"], groups["ws"], groups["cache"]
     last_ts = poller.get("last_poll_ts")
     lat_n = llm.get("latency_s_count", 0.0)

@@ -14,7 +14,18 @@ rate × 10 ms moves and routes each message to the connections subscribed to its
 
 Fault knobs (`ClobFaults`, mutable at runtime): drop connections, silent stall (PONG still
 answered, no data), malformed frames, duplicated and reordered messages, refuse
-connections with HTTP 429 when too many connect at once.
+connections with HTTP 429 when too many connect at once, and poison.
+
+Poison (`poison_rate`: per 10 ms tick, the chance of one episode; `poison_kinds`, taken in
+turn; runs whether or not the walk is paused): well-formed frames with hostile values, each
+its own WebSocket frame, for one seeded subscribed token with a two-sided book — a level
+change with size "inf", "NaN" or "-5", or side "XYZ"; a `book` whose best ask size is off by
+one, stamped 2^64 + 1 or in the year 2100; a crossed `book` (best bid above best ask); one
+`price_change` of 20,000 distinct price levels (all behind the top); and frames (`book` +
+`price_change`) about asset ids nobody subscribed. After each episode about a subscribed
+token a fresh true `book` snapshot follows, `poison_restore_s` later (a separate frame), so
+the ground truth holds again once poison stops (`poison_pending()` says how many restores
+are still to go). Each episode is counted in `stats.faults["poison_<kind>"]`.
 """
 
 from __future__ import annotations
@@ -35,6 +46,12 @@ from websockets.http11 import Request, Response
 from standins.protocols import BookSnapshot, MarketFeed, PriceChange
 
 TICK_S = 0.01
+CLOB_POISON_KINDS = ("size_inf", "size_nan", "size_negative", "side_xyz", "ts_above_2_64", "ts_year_2100",
+                     "crossed_book", "deep_levels", "unsubscribed")
+#: price levels in one `deep_levels` frame (half bids below the best bid, half asks above the best ask)
+DEEP_LEVELS = 20_000
+TS_ABOVE_2_64 = str(2**64 + 1)
+TS_YEAR_2100 = "4102444800000"  # 2100-01-01T00:00:00Z in ms
 
 
 @dataclass
@@ -45,6 +62,9 @@ class ClobFaults:
     reorder_rate: float = 0.0  # per frame: messages shuffled
     max_connects_per_second: int = 0  # 0 = unlimited; above it: HTTP 429
     trade_rate: float = 0.05  # per price_change: also a last_trade_price
+    poison_rate: float = 0.0  # per 10 ms tick: one poison episode (kinds in turn)
+    poison_kinds: tuple[str, ...] = CLOB_POISON_KINDS
+    poison_restore_s: float = 0.05  # the true `book` follows a poisoned token this much later
     seed: int = 0
     rng: random.Random = field(init=False)
 
@@ -67,6 +87,7 @@ class ClobStats:
     frames_sent: int = 0
     ops_by_connection: dict[int, list[tuple[str, int]]] = field(default_factory=lambda: defaultdict(list))
     faults: Counter[str] = field(default_factory=Counter)
+    poisoned: list[tuple[str, str]] = field(default_factory=list)  # (poison kind, asset id) per episode
 
 
 def _fmt(x: float | None) -> str:
@@ -134,6 +155,8 @@ class ClobServer:
         self._server: Any = None
         self._ticker: asyncio.Task[None] | None = None
         self._carry = 0.0
+        self._poison_turn = 0
+        self._restores: list[tuple[float, int, str]] = []  # (due, connection id, asset) of poisoned books
 
     # ------------------------------------------------------------------ public controls
     def set_rate(self, rate: float) -> None:
@@ -173,6 +196,10 @@ class ClobServer:
 
     def subscribers(self) -> dict[int, set[str]]:
         return {cid: set(c.assets) for cid, c in list(self._conns.items())}
+
+    def poison_pending(self) -> int:
+        """Restoring `book` snapshots still to be sent after poison episodes."""
+        return len(self._restores)
 
     # ------------------------------------------------------------------ internals
     @staticmethod
@@ -224,11 +251,94 @@ class ClobServer:
                 for e in extra:
                     self._queue(conn, e)
 
+    # ------------------------------------------------------------------ poison
+    def _poison_tick(self) -> None:
+        f = self.faults
+        now = time.monotonic()
+        if self._restores:
+            due = [r for r in self._restores if r[0] <= now]
+            self._restores = [r for r in self._restores if r[0] > now]
+            for _, cid, asset in due:
+                conn = self._conns.get(cid)
+                book = self.feed.book(asset)
+                if conn is not None and asset in conn.assets and book is not None:
+                    self._queue(conn, book_message(book, self._ts()))
+        if f.poison_rate and f.poison_kinds and f.rng.random() < f.poison_rate:
+            kind = f.poison_kinds[self._poison_turn % len(f.poison_kinds)]
+            if self._poison_episode(kind, now):
+                self._poison_turn += 1
+                self.stats.faults[f"poison_{kind}"] += 1
+
+    def _poison_episode(self, kind: str, now: float) -> bool:
+        """Queue one poison frame of `kind` (and schedule its restoring book); False if no token fits."""
+        f = self.faults
+        conns = [c for _, c in sorted(self._conns.items()) if c.initialised and c.assets]
+        if not conns:
+            return False
+        conn = f.rng.choice(conns)
+        ts = self._ts()
+        if kind == "unsubscribed":
+            n = self._poison_turn
+            ghost = f"poison-unsubscribed-{n}"
+            frame = [{"event_type": "book", "asset_id": ghost, "market": "0xpoison", "timestamp": ts,
+                      "bids": [{"price": "0.4", "size": "10"}], "asks": [{"price": "0.6", "size": "10"}],
+                      "hash": "0x0", "tick_size": "0.01"},
+                     {"event_type": "price_change", "market": "0xpoison", "timestamp": ts,
+                      "price_changes": [{"asset_id": ghost, "price": "0.41", "size": "5", "side": "BUY",
+                                         "hash": "0x0", "best_bid": "0.41", "best_ask": "0.6"}]}]
+            self._queue(conn, {"__frame__": orjson.dumps(frame).decode()})
+            self.stats.poisoned.append((kind, ghost))
+            return True
+        books = []
+        for asset in sorted(conn.assets):
+            b = self.feed.book(asset)
+            if b is not None and b.bids and b.asks:
+                bb, ba = max(p for p, _ in b.bids), min(p for p, _ in b.asks)
+                if 0.001 < bb < ba < 0.999:
+                    books.append((b, bb, ba))
+        if not books:
+            return False
+        b, bb, ba = f.rng.choice(books)
+        asset = b.asset_id
+
+        def change(levels: list[dict[str, str]]) -> dict[str, Any]:
+            return {"event_type": "price_change", "market": b.market, "timestamp": ts, "price_changes": levels}
+
+        if kind in ("size_inf", "size_nan", "size_negative"):
+            size = {"size_inf": "inf", "size_nan": "NaN", "size_negative": "-5"}[kind]
+            msg: Any = change([{"asset_id": asset, "price": _fmt(ba), "size": size, "side": "SELL",
+                                "best_bid": _fmt(bb), "best_ask": _fmt(ba)}])
+        elif kind == "side_xyz":  # applied to the ask side it would be a new best ask
+            msg = change([{"asset_id": asset, "price": f"{(bb + ba) / 2:.4f}", "size": "50", "side": "XYZ",
+                           "best_bid": _fmt(bb), "best_ask": _fmt(ba)}])
+        elif kind in ("ts_above_2_64", "ts_year_2100"):  # the best ask size off by one, stamped absurdly
+            asks = tuple((p, s + 1.0 if p == ba else s) for p, s in b.asks)
+            msg = book_message(BookSnapshot(asset, b.market, b.bids, asks, b.tick_size), ts)
+            msg["timestamp"] = TS_ABOVE_2_64 if kind == "ts_above_2_64" else TS_YEAR_2100
+        elif kind == "crossed_book":  # a bid above the best ask
+            cross = min(1.0, round(ba + 0.01, 2))
+            msg = book_message(BookSnapshot(asset, b.market, ((cross, 25.0), *b.bids), b.asks, b.tick_size), ts)
+        elif kind == "deep_levels":  # distinct prices, all behind the top (the top does not move)
+            half = DEEP_LEVELS // 2
+            bids = [{"asset_id": asset, "price": f"{bb * i / (half + 1):.8f}", "size": "1", "side": "BUY"}
+                    for i in range(1, half + 1)]
+            asks = [{"asset_id": asset, "price": f"{ba + (1 - ba) * i / (half + 1):.8f}", "size": "1", "side": "SELL"}
+                    for i in range(1, half + 1)]
+            msg = change(bids + asks)
+        else:
+            return False
+        self._queue(conn, {"__frame__": orjson.dumps(msg).decode()})
+        self._restores.append((now + f.poison_restore_s, conn.cid, asset))
+        self.stats.poisoned.append((kind, asset))
+        return True
+
     async def _tick(self) -> None:
         next_at = time.monotonic()
         while True:
             next_at += TICK_S
             await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+            if self._restores or self.faults.poison_rate:
+                self._poison_tick()
             if self._paused.is_set() or self.rate <= 0 or not self._conns:
                 self._carry = 0.0
                 continue
@@ -326,6 +436,11 @@ class ClobServer:
                 frames.append(item)  # PONG, INVALID OPERATION: always answered, never stalled
                 continue
             if conn.stalled or f.stall_all:
+                continue
+            if "__frame__" in item:  # a poison frame: sent alone, as written
+                self._flush(data, frames)
+                data = []
+                frames.append(item["__frame__"])
                 continue
             if "__array__" in item:
                 data.extend(item["__array__"])

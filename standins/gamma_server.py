@@ -10,7 +10,18 @@ Endpoints, as the real Gamma API serves them:
 - `GET /events/{id}`, `GET /tags`, `GET /status`.
 
 Fault knobs (`GammaFaults`, mutable at runtime): latency, 429 with `Retry-After`, 5xx,
-truncated bodies, schema drift in individual records, keyset unavailable (503).
+truncated bodies, schema drift in individual records, keyset unavailable (503), and poison.
+
+Poison (`poison_rate`, `poison_kinds`): hostile records added to the first page of a listing
+(`/events/keyset` without a cursor, `/events` at offset 0), at seeded positions among the real
+events of that page, which are all still served. They are not part of the store (its ground
+truth never holds them; `/events/{id}` does not know them) and each one injected is counted
+in `stats.faults["poison_<kind>"]`. Kinds (`POISON_KINDS`): a date ladder labelled
+"Q1 0000"/"Q2 0000", `endDate` as a number, `markets: ["x"]`, `tags: 5`, an id "²", an id
+of 5,000 digits, a valid-looking id 10**18 far above the rest, a title holding the JSON
+escape \\ud800 (written raw into the body bytes), a 1 MB title, a question with rich markup
+("[/bold]"). The parseable ones carry asset ids no order book has (`poison-...`), so they
+never get a price.
 """
 
 from __future__ import annotations
@@ -36,6 +47,14 @@ ORDER_FIELDS = {"id", "createdAt", "updatedAt", "endDate", "startDate", "volume"
 
 
 DRIFT_KINDS = ("no_title", "text_id", "broken_tokens", "markets_object", "harmless")
+POISON_KINDS = ("label_q1_0000", "end_date_number", "markets_strings", "tags_number", "id_superscript",
+                "id_5000_digits", "id_jump", "surrogate_title", "huge_title", "markup_question")
+#: Stands in the dumped body where the raw escape \\ud800 goes (orjson cannot write a lone surrogate).
+_SURROGATE_MARK = "@@POISON_SURROGATE@@"
+#: Parseable poison records get plausible ids just below the universe's (events from 100,001, markets
+#: from 1,000,001), so only the `id_jump` record is an id far above the rest.
+POISON_ID_BASE = 90_000
+POISON_MARKET_ID_BASE = 900_000
 
 
 @dataclass
@@ -48,11 +67,59 @@ class GammaFaults:
     drift_rate: float = 0.0  # per record: a renamed/missing field, a wrong type
     drift_kinds: tuple[str, ...] = DRIFT_KINDS  # which of them (default: any)
     keyset_enabled: bool = True
+    poison_rate: float = 0.0  # per first page of a listing: the poison records are added (1.0: always)
+    poison_kinds: tuple[str, ...] = POISON_KINDS  # which of them
     seed: int = 0
     rng: random.Random = field(init=False)
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
+
+
+def _poison_market(kind: str, n: int, question: str, label: str = "", i: int = 0, **extra: Any) -> dict[str, Any]:
+    return {"id": str(POISON_MARKET_ID_BASE + 10 * n + i), "question": question, "slug": f"poison-{kind}-{n}-{i}",
+            "conditionId": f"0xpoison{n:04d}{i:02d}", "groupItemTitle": label,
+            "clobTokenIds": orjson.dumps([f"poison-{kind}-{i}-yes", f"poison-{kind}-{i}-no"]).decode(),
+            "outcomes": '["Yes", "No"]', "outcomePrices": '["0.5", "0.5"]', "active": True, "closed": False,
+            "endDate": "2030-12-31T00:00:00Z", "liquidityNum": 1000, "volumeNum": 1000, **extra}
+
+
+def poison_event(kind: str) -> dict[str, Any]:
+    """One hostile listing record of `kind` (see `POISON_KINDS`); deterministic."""
+    n = POISON_KINDS.index(kind) + 1
+    eid = str(POISON_ID_BASE + n)
+    title = f"Will the poison record {n} resolve?"
+    base: dict[str, Any] = {"id": eid, "slug": f"poison-{kind}", "title": title, "description": "poison",
+                            "endDate": "2030-12-31T00:00:00Z", "createdAt": "2025-01-01T00:00:00Z",
+                            "active": True, "closed": False, "negRisk": False,
+                            "tags": [{"id": "1", "slug": "poison", "label": "Poison"}]}
+    if kind == "label_q1_0000":  # a cumulative-wording ladder whose dates are year 0000
+        base["title"] = f"Poison ladder {n} by ...?"
+        base["markets"] = [_poison_market(kind, n, f"Poison ladder {n} by {q} 0000?", f"{q} 0000", i)
+                           for i, q in enumerate(("Q1", "Q2"))]
+        return base
+    if kind == "end_date_number":
+        base["endDate"] = 1767225600
+        base["markets"] = [_poison_market(kind, n, f"{title} (numeric end date)", endDate=1767225600.5)]
+        return base
+    base["markets"] = [_poison_market(kind, n, title)]
+    if kind == "markets_strings":
+        base["markets"] = ["x"]
+    elif kind == "tags_number":
+        base["tags"] = 5
+    elif kind == "id_superscript":
+        base["id"] = "\u00b2"
+    elif kind == "id_5000_digits":
+        base["id"] = "9" * 5000
+    elif kind == "id_jump":
+        base["id"] = str(10**18)
+    elif kind == "surrogate_title":
+        base["title"] = f"Poison title {n} {_SURROGATE_MARK} with a lone surrogate"
+    elif kind == "huge_title":
+        base["title"] = f"Poison huge title {n} " + "x" * (1 << 20)
+    elif kind == "markup_question":
+        base["markets"] = [_poison_market(kind, n, f"Will [/bold] [red]poison {n}[/red] [link=x] happen?")]
+    return base
 
 
 @dataclass
@@ -170,6 +237,17 @@ class GammaServer(ThreadedHttpServer):
             return web.json_response({"error": "upstream error"}, status=f.rng.choice([500, 502, 503]))
         return None
 
+    def _poison(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """`records` (a first page) with the poison records at seeded positions, when the knob says so."""
+        f = self.faults
+        if not (f.poison_rate and f.poison_kinds) or f.rng.random() >= f.poison_rate:
+            return records
+        out = list(records)
+        for kind in f.poison_kinds:
+            out.insert(f.rng.randint(0, len(out)), poison_event(kind))
+            self.stats.faults[f"poison_{kind}"] += 1
+        return out
+
     def _body(self, payload: Any, headers: dict[str, str] | None = None) -> web.Response:
         f = self.faults
         if f.drift_rate:
@@ -180,6 +258,8 @@ class GammaServer(ThreadedHttpServer):
                         records[i] = _drift(rec, f.rng, f.drift_kinds)
                         self.stats.faults["drift"] += 1
         body = orjson.dumps(payload)
+        if _SURROGATE_MARK.encode() in body:  # the raw JSON escape of a lone surrogate, as a hostile server sends it
+            body = body.replace(_SURROGATE_MARK.encode(), b"\\ud800")
         if f.truncate_rate and f.rng.random() < f.truncate_rate:
             self.stats.faults["truncated"] += 1
             body = body[: max(1, len(body) // 2)]
@@ -233,6 +313,8 @@ class GammaServer(ThreadedHttpServer):
         if start + limit < len(events) and page:
             last = page[-1]
             payload["next_cursor"] = _encode_cursor((_sort_value(last, order), int(last["id"])))
+        if not cursor:
+            payload["events"] = self._poison(payload["events"])
         self.stats.pages += 1
         return self._body(payload)
 
@@ -254,6 +336,8 @@ class GammaServer(ThreadedHttpServer):
         events = self._filter(self._ordered(order, ascending), q)
         page = events[offset : offset + limit]
         self.stats.pages += 1
+        if offset == 0:
+            page = self._poison(page)
         return self._body(copy.deepcopy(page) if self.faults.drift_rate else page,
                           headers={"deprecation": "true", "sunset": "Fri, 01 May 2026 00:00:00 GMT"})
 

@@ -354,3 +354,27 @@ def test_a_lone_surrogate_in_one_title_costs_nothing_but_that_text() -> None:
     assert decode_body(b"[1, 2]") == ([1, 2], False)
     with pytest.raises(ValueError):
         decode_body(b'[{"title": "cut sho')
+
+
+def test_an_unreadable_id_on_the_first_page_does_not_cut_incremental_paging_short(
+        listing: list[dict[str, Any]]) -> None:
+    """Newest first, 100 a page: 150 new events above the known ones, with a record whose id is
+    unreadable ("²") on the first page. Paging must go on to the second page."""
+    gamma = RecordedGamma(listing)
+    poller, _ = recorded_poller(gamma, incremental=True, full_every=100)
+    state = poller.poll(PollerState()).state
+    top = state.watermark
+    fed = record(listing, FED)
+    new = []
+    for i in range(150):
+        ev = copy.deepcopy(fed)
+        ev["id"] = str(top + 150 - i)
+        for j, m in enumerate(ev["markets"]):
+            m["id"] = str(10**8 + i * 10 + j)
+        new.append(ev)
+    bad = copy.deepcopy(fed)
+    bad["id"] = "²"
+    gamma.listing = new[:50] + [bad] + new[50:] + listing
+    result = poller.poll(state)
+    assert result.pages == 2 and len({d.event.id for d in result.deltas}) == 150
+    assert result.state.watermark == top + 150

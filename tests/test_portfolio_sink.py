@@ -258,13 +258,16 @@ def test_monitoring_shows_every_rejection_and_thread_health(redis_server: Embedd
     a.group("ws").inc("reconnects", 9)  # not an error counter: not in the section
     b.group("ws").inc("rejected_side", 1)
     b.group("sink").set("writer_alive", 0)
+    a.group("sink").set("writer_alive", 1)  # another process's writer of that name runs: 0 still shows
+    a.group("ws").inc("unknown_token", 6)
     wa, wb = MetricsWriter(redis_server.url, PREFIX, a), MetricsWriter(redis_server.url, PREFIX, b)
     wb.process = "other-host-2"
     wa.write_once()
     wb.write_once()
     report = performance_report(redis_client, PREFIX)
     assert report["errors"] == {"poller": {"errors_parse": 3, "rejected_id_jump": 2},
-                                "steps": {"rejected_group_TypeError": 1}, "ws": {"rejected_side": 5}}
+                                "steps": {"rejected_group_TypeError": 1},
+                                "ws": {"rejected_side": 5, "unknown_token": 6}}
     assert report["health"] == {"sink": {"writer_alive": 0}}
 
 

@@ -59,6 +59,13 @@ def _keyset_missing(exc: GammaError) -> bool:
     return isinstance(exc, GammaGaveUp) and exc.last_status == 503
 
 
+def _reached(records: list[Any], stop_at: int) -> bool:
+    """Whether a newest-first page reached the watermark: a readable id at or below it. An
+    unreadable id (-1) proves nothing; taken as "reached" it would cut every incremental poll
+    short at the page holding it."""
+    return any(0 <= raw_event_id(r) <= stop_at for r in records)
+
+
 class GammaPoller:
     """Polls Gamma's open events; counts in `metrics` (`errors_parse`, `closure_lookups`,
     `closure_lookups_failed`, `closure_checks_skipped`)."""
@@ -96,7 +103,7 @@ class GammaPoller:
                     if not isinstance(events, list):
                         raise GammaError("/events/keyset: page without an events list")
                     out.extend(events)
-                    if stop_at is not None and any(raw_event_id(e) <= stop_at for e in events):
+                    if stop_at is not None and _reached(events, stop_at):
                         break
                     cursor = body.get("next_cursor")
                     if not cursor or cursor in seen:
@@ -122,7 +129,7 @@ class GammaPoller:
             if not isinstance(body, list) or not body:
                 break
             out.extend(body)
-            if stop_at is not None and any(raw_event_id(e) <= stop_at for e in body):
+            if stop_at is not None and _reached(body, stop_at):
                 break
             offset += len(body)
         return out, pages, pages < MAX_PAGES
