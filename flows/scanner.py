@@ -91,7 +91,7 @@ def build_flow(
         max_attempts=settings.llm_max_attempts, cache_max_entries=settings.llm_cache_max_entries,
         redis_cache_url=redis_url if settings.enable_redis_cache else None,
         redis_key_prefix=settings.redis_key_prefix, cache_ttl_s=settings.cache_ttl_seconds,
-    ), metrics=scope.metrics.group("llm"), cache_metrics=scope.metrics.group("cache"))
+    ), metrics=scope.metrics.group("llm"), cache_metrics=scope.metrics.group("cache"), steps=steps)
     by_implication = op.key_on("by_implication", found, implication_key)
     pair_covers_of = guarded("pairs", pair_covers(settings.llm_cover_probability, scope.metrics.group("llm")),
                              lambda _f: [], implication_key, steps)
@@ -109,7 +109,7 @@ def build_flow(
         stall_timeout=settings.ws_stall_timeout_seconds, stop=scope.stop, metrics=scope.metrics.group("ws")))
     changes = portfolio_join(
         "join", prices, covers, closed, min_coverage=settings.min_coverage, max_cost=settings.max_cost,
-        retracted=retracted, metrics=scope.metrics.group("portfolios"),
+        retracted=retracted, metrics=scope.metrics.group("portfolios"), steps=steps,
     )
     op.output("redis", changes, PortfolioSink(redis_url, settings.redis_key_prefix, stream_max_len=settings.stream_max_len,
                                               metrics=scope.metrics.group("sink")))

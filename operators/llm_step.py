@@ -52,6 +52,7 @@ from bytewax.operators import StatefulLogic
 from connectors.llm.client import ImplicationClient, LLMCache, LLMFailure
 from connectors.llm.protocol import implications_from_answer, prompt_title
 from connectors.llm.runner import AsyncRunner
+from operators.guard import guarded_logic
 from operators.retrieval import RetrievalIndex
 from polyalphascan.logs import get_logger
 from polyalphascan.metrics import MetricGroup
@@ -350,12 +351,15 @@ class CatalogLogic(StatefulLogic):
 
 def llm_implications(step_id: str, up: Stream[tuple[str, Group]], config: LLMStepConfig, *,
                      metrics: MetricGroup, cache_metrics: MetricGroup,
-                     client_factory: Callable[[], ImplicationClient] | None = None) -> Stream[ImplicationFound]:
+                     client_factory: Callable[[], ImplicationClient] | None = None,
+                     steps: MetricGroup | None = None) -> Stream[ImplicationFound]:
     """Groups (all keyed "catalog") in, implications with both groups out. `metrics` is the
-    group "llm", `cache_metrics` the group "cache"."""
+    group "llm", `cache_metrics` the group "cache"; with `steps`, a callback that raises drops
+    its item (counted there) instead of ending the flow."""
     if client_factory is None:
         def client_factory() -> ImplicationClient:
             return make_client(config, metrics, cache_metrics)
 
-    found = op.stateful(step_id, up, lambda resume: CatalogLogic(config, client_factory, resume, metrics=metrics))
+    found = op.stateful(step_id, up, guarded_logic(
+        step_id, lambda resume: CatalogLogic(config, client_factory, resume, metrics=metrics), steps))
     return op.map(f"{step_id}_unkey", found, lambda kv: kv[1])

@@ -25,6 +25,7 @@ import bytewax.operators as op
 from bytewax.dataflow import Stream
 from bytewax.operators import StatefulLogic
 
+from operators.guard import guarded_logic
 from operators.pricing import REASON_CROSSED, evaluate, quote_changed
 from polyalphascan.metrics import MetricGroup
 from polyalphascan.records import (
@@ -177,9 +178,11 @@ def portfolio_join(
     max_cost: float,
     retracted: Stream[CoverRetracted] | None = None,
     metrics: MetricGroup | None = None,
+    steps: MetricGroup | None = None,
 ) -> Stream[PortfolioChange]:
     """Wire both stages: prices + covers + closures (+ retractions) in, upserts/removals out;
-    the pricer counts into `metrics` (the flow's "portfolios" group)."""
+    the pricer counts into `metrics` (the flow's "portfolios" group); with `steps`, an item that
+    makes a stage raise is dropped and counted there instead of ending the flow."""
     group = metrics if metrics is not None else MetricGroup("portfolios")
     px = op.map(f"{step_id}_px", prices, lambda p: (p.token_id, ("px", tuple(p))))
     reg = op.flat_map(f"{step_id}_reg", covers, _registrations)
@@ -189,12 +192,14 @@ def portfolio_join(
         inputs.append(op.flat_map(f"{step_id}_retract", retracted,
                                   lambda r: [(tok, ("retract", r.cover_id)) for tok in r.yes_tokens]))
     by_token = op.merge(f"{step_id}_by_token", *inputs)
-    fanned = op.stateful(f"{step_id}_fanout", by_token, TokenFanout)
+    fanned = op.stateful(f"{step_id}_fanout", by_token, guarded_logic(f"{step_id}_fanout", TokenFanout, steps))
     # output items are (token, (cover_id, msg)): re-key by cover id
     by_cover = op.map(f"{step_id}_rekey", fanned, lambda kv: kv[1])
     priced = op.stateful(
         f"{step_id}_price",
         by_cover,
-        lambda resume: CoverPricer(resume, min_coverage=min_coverage, max_cost=max_cost, metrics=group),
+        guarded_logic(f"{step_id}_price",
+                      lambda resume: CoverPricer(resume, min_coverage=min_coverage, max_cost=max_cost, metrics=group),
+                      steps),
     )
     return op.map(f"{step_id}_unkey", priced, lambda kv: kv[1])

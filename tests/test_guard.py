@@ -42,3 +42,30 @@ def test_a_record_that_breaks_grouping_retracts_only_its_own_event_in_a_running_
     run_main(flow)
     assert [(g.event_id, len(g.markets)) for g in out] == [("1", 2), ("2", 0), ("3", 2)]
     assert m.get("rejected_group_TypeError") == 1  # a label that is no text
+
+
+def test_a_keyed_step_that_raises_keeps_its_state_and_the_flow_goes_on() -> None:
+    from bytewax.operators import StatefulLogic
+
+    from operators.guard import guarded_logic
+
+    class Summer(StatefulLogic):
+        def __init__(self, resume: int | None) -> None:
+            self.total = resume or 0
+
+        def on_item(self, value: int) -> tuple[list[int], bool]:
+            self.total += 100 // value  # 0 raises
+            return [self.total], StatefulLogic.RETAIN
+
+        def snapshot(self) -> int:
+            return self.total
+
+    m = MetricGroup("steps")
+    flow = Dataflow("guard_logic")
+    src = op.input("in", flow, TestingSource([("k", 50), ("k", 0), ("k", 25), ("j", 0), ("j", 10)]))
+    out: list = []
+    op.output("out", op.stateful("sum", src, guarded_logic("sum", Summer, m)), TestingSink(out))
+    run_main(flow)
+    assert out == [("k", 2), ("k", 6), ("j", 10)]  # the raising items emitted nothing, state kept
+    assert m.get("rejected_sum_ZeroDivisionError") == 2
+    assert guarded_logic("sum", Summer, None) is Summer  # no metric group: the logic as is
