@@ -8,7 +8,7 @@ The seed's numbers: cost = Σ asks; profit = payout − cost; profit % = profit 
 for a probabilistic pair coverage = p_t + (1 − p_t)·q with p_t the target leg's ask and q
 the cover probability; loss probability = (1 − p_t)(1 − q); expected profit =
 coverage · payout − cost. Guaranteed covers (rules) have coverage 1 and loss 0. Tiers by
-coverage: ≥ 0.95 → 1, ≥ 0.90 → 2, ≥ 0.85 → 3, else 4. Filters: coverage below
+coverage: ≥ 0.95 → 1, ≥ 0.90 → 2, ≥ 0.85 → 3, else 4; an LLM cover is tier 2 at best. Filters: coverage below
 `min_coverage` (tier 4 with the default 0.85) and cost per dollar of guaranteed payout
 above `max_cost` (for pairs that is the cost itself; for an ALL_NO basket paying N−1 it is
 cost/(N−1)). Size at a profit = the smallest top-of-book size among the legs when the
@@ -22,6 +22,9 @@ from collections.abc import Mapping
 from polyalphascan.records import CoverSpec, LegQuote, PortfolioQuote, PriceUpdate, Side
 
 TIERS = ((0.95, 1), (0.90, 2), (0.85, 3))
+#: Tier 1 is for guaranteed covers only: an LLM cover's coverage rests on the LLM being right,
+#: so however high it is, it never sits next to a riskless arbitrage.
+LLM_BEST_TIER = 2
 EPS = 1e-9
 
 REASON_OK = "ok"
@@ -81,7 +84,7 @@ def evaluate(
         qv = spec.cover_probability
         coverage = p_t + (1.0 - p_t) * qv
         loss = (1.0 - p_t) * (1.0 - qv)
-    tier = tier_of(coverage)
+    tier = tier_of(coverage) if spec.guaranteed else max(LLM_BEST_TIER, tier_of(coverage))
     if coverage < min_coverage - EPS or tier == 4:
         return None, REASON_LOW_COVERAGE
     if payout <= 0 or cost / payout > max_cost + EPS:

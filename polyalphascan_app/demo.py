@@ -122,8 +122,10 @@ def run_demo(settings: Settings, *, events: int, seed: int, duration: float) -> 
             activity.stop()
             client = redis.Redis.from_url(redis_server.url)
             keys = RedisKeys(demo_settings.redis_key_prefix)
+            truth = standins.universe.ground_truth()
+            riskless = sum(1 for cid in truth.profitable if truth.covers[cid].guaranteed)
             console.print(
                 f"[bold]stopped[/]: {client.zcard(keys.ranking)} portfolios live, "
-                f"{client.zcard(keys.opportunities)} opportunities; universe ground truth has "
-                f"{len(standins.universe.ground_truth().profitable)} profitable covers"
+                f"{client.zcard(keys.opportunities)} guaranteed opportunities + {client.zcard(keys.llm_opportunities)} "
+                f"LLM ones; universe ground truth has {riskless} + {len(truth.profitable) - riskless}"
             )

@@ -118,6 +118,8 @@ def expected_portfolio(standins: StandIns, cover, cover_probability: float = 0.9
     p_target = cover.leg_asks[0]
     coverage = 1.0 if cover.guaranteed else p_target + (1 - p_target) * cover_probability
     tier = 1 if coverage >= 0.95 - 1e-9 else 2 if coverage >= 0.90 - 1e-9 else 3 if coverage >= 0.85 - 1e-9 else 4
+    if not cover.guaranteed:
+        tier = max(tier, 2)  # tier 1 is for guaranteed covers only
     profit = cover.payout - cover.cost
     return {
         "id": cover.id, "kind": cover.kind.value, "guaranteed": cover.guaranteed, "legs": legs,
@@ -163,9 +165,12 @@ def converged(standins: StandIns, client: redis.Redis, report: list[str] | None 
             report[:] = [f"{cid}: {d}" for cid, d in list(diffs.items())[:5]]
         if diffs:
             return False
+        # the riskless set holds the guaranteed ones only; LLM ones are kept apart
         opportunities = {m.decode() for m in client.zrange(keys.opportunities, 0, -1)}
+        llm_opportunities = {m.decode() for m in client.zrange(keys.llm_opportunities, 0, -1)}
+        guaranteed = {cid for cid in truth.profitable if truth.covers[cid].guaranteed}
         ranking = dict((m.decode(), s) for m, s in client.zrange(keys.ranking, 0, -1, withscores=True))
-        return opportunities == truth.profitable and all(
+        return opportunities == guaranteed and llm_opportunities == truth.profitable - guaranteed and all(
             abs(ranking[cid] - p["expected_profit"]) < 1e-9 for cid, p in got.items())
     return check
 

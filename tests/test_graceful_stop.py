@@ -95,5 +95,7 @@ def test_sigterm_flushes_the_sinks_into_redis(redis_server) -> None:  # noqa: AN
     ranking = {m.decode() for m in client.zrange(keys.ranking, 0, -1)}
     assert ranking == set(hashes)
     profitable = {cid for cid, data in hashes.items() if orjson.loads(data)["profit"] > 1e-9}
-    assert {m.decode() for m in client.zrange(keys.opportunities, 0, -1)} == profitable
+    riskless = {cid for cid in profitable if orjson.loads(hashes[cid])["guaranteed"]}
+    assert {m.decode() for m in client.zrange(keys.opportunities, 0, -1)} == riskless
+    assert {m.decode() for m in client.zrange(keys.llm_opportunities, 0, -1)} == profitable - riskless
     client.close()

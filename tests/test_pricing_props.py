@@ -91,6 +91,8 @@ def reference(s: CoverSpec, books: dict[str, tuple[int | None, int | None, float
         coverage = p + (1 - p) * s.cover_probability
         loss = (1 - p) * (1 - s.cover_probability)
     tier = 1 if coverage >= 0.95 - 1e-9 else 2 if coverage >= 0.90 - 1e-9 else 3 if coverage >= 0.85 - 1e-9 else 4
+    if not s.guaranteed:
+        tier = max(tier, 2)  # tier 1 is for guaranteed covers only
     if tier == 4 or coverage < min_coverage - 1e-9:
         return REASON_LOW_COVERAGE, None
     if cost_ticks > (max_cost * s.payout) * 100 + 1e-6:
@@ -239,7 +241,8 @@ def test_llm_pair_coverage_loss_and_expected_profit() -> None:
     q, _ = ev(s, [book(1, 58, 60), book(2, 30, 35)], min_coverage=0.0)  # p_t = 0.60 (the target's ask)
     assert q is not None
     assert q.coverage == pytest.approx(0.60 + 0.40 * 0.9) and q.loss_probability == pytest.approx(0.40 * 0.1)
-    assert q.cost == pytest.approx(1.30) and q.expected_profit == pytest.approx(0.96 - 1.30) and q.tier == 1
+    # coverage 0.96 would be tier 1, but an LLM cover is never riskless: tier 2 at best
+    assert q.cost == pytest.approx(1.30) and q.expected_profit == pytest.approx(0.96 - 1.30) and q.tier == 2
     # p_t is the first leg's ask: with the legs swapped the coverage follows the other leg
     swapped = spec(leg(2, Side.NO), leg(1, Side.YES), guaranteed=False, q=0.9)
     q2, _ = ev(swapped, [book(1, 58, 60), book(2, 30, 35)], min_coverage=0.0)

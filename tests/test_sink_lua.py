@@ -31,13 +31,15 @@ from polyalphascan.records import (
 )
 
 KEYS = RedisKeys("lua")
-SPEC = CoverSpec(CoverKind.LLM, (Leg("m1", Side.YES, "y1", "n1", "Q1?", "e1"), Leg("m2", Side.NO, "y2", "n2", "Q2?", "e2")),
-                 guaranteed=False, cover_probability=0.98, explanation="one implies the other")
+LEGS = (Leg("m1", Side.YES, "y1", "n1", "Q1?", "e1"), Leg("m2", Side.NO, "y2", "n2", "Q2?", "e2"))
+SPEC = CoverSpec(CoverKind.TIMEFRAME, LEGS, guaranteed=True, cover_probability=1.0,
+                 explanation="one implies the other")
+LLM_SPEC = CoverSpec(CoverKind.LLM, LEGS, guaranteed=False, cover_probability=0.98, explanation="an LLM says so")
 CID = SPEC.id
 
 
 def upsert(cost: float, ts: int, *, tier: int = 1, size: float = 5.0, spec: CoverSpec = SPEC,
-           guaranteed: bool = False) -> PortfolioUpsert:
+           guaranteed: bool = True) -> PortfolioUpsert:
     profit = round(1.0 - cost, 10)
     q = PortfolioQuote(spec.id, spec.kind, guaranteed,
                        (LegQuote("m1", Side.YES, "y1", 0.4, size, 0.39), LegQuote("m2", Side.NO, "n2", cost - 0.4, 9.0, None)),
@@ -99,7 +101,7 @@ def test_upsert_writes_every_field_and_the_stream_entry(writer: PortfolioWriter,
     data = orjson.loads(rec["data"])
     assert rec["data"] == portfolio_json(ch)
     assert data == {
-        "id": CID, "kind": "llm", "guaranteed": False,
+        "id": CID, "kind": "timeframe", "guaranteed": True,
         "legs": [{"market_id": "m1", "side": "YES", "token_id": "y1", "ask": 0.4, "ask_size": 5.0, "question": "Q1?",
                   "event_id": "e1"},
                  {"market_id": "m2", "side": "NO", "token_id": "n2", "ask": pytest.approx(0.5), "ask_size": 9.0,
@@ -109,7 +111,7 @@ def test_upsert_writes_every_field_and_the_stream_entry(writer: PortfolioWriter,
         "size_at_profit": 5.0, "updated_ms": 1_764_000_000_123, "explanation": "one implies the other",
     }
     assert rec["updated_ms"] == b"1764000000123"  # a whole number, never 1.764e+12
-    assert (rec["kind"], rec["guaranteed"], rec["tier"]) == (b"llm", b"0", b"1")
+    assert (rec["kind"], rec["guaranteed"], rec["tier"]) == (b"timeframe", b"1", b"1")
     for name in ("cost", "payout", "profit", "profit_pct", "coverage", "expected_profit", "size_at_profit"):
         assert float(rec[name]) == pytest.approx(data[name], abs=1e-12), name
     assert redis_client.zscore(KEYS.ranking, CID) == pytest.approx(0.09)
@@ -120,9 +122,9 @@ def test_upsert_writes_every_field_and_the_stream_entry(writer: PortfolioWriter,
     assert [(a["alert"], a["id"]) for a in got] == [("tier1", CID), ("profitable", CID)]
     assert all(a["data"] == data for a in got)
     assert redis_client.get(KEYS.schema) == b"1"
-    g = upsert(0.9, 5, spec=CoverSpec(CoverKind.TIMEFRAME, SPEC.legs, True, 1.0), guaranteed=True)
+    g = upsert(0.9, 5, spec=LLM_SPEC, guaranteed=False, tier=2)
     write(writer, g)
-    assert redis_client.hget(KEYS.portfolio(g.quote.cover_id), "guaranteed") == b"1"
+    assert redis_client.hget(KEYS.portfolio(g.quote.cover_id), "guaranteed") == b"0"
 
 
 def test_timestamps_older_rejected_equal_and_newer_written(writer: PortfolioWriter, redis_client: redis.Redis) -> None:
@@ -172,7 +174,7 @@ def test_alerts_only_on_transitions_into_tier_1_and_into_profit(writer: Portfoli
 
 
 def test_removal_of_a_live_and_of_an_absent_portfolio(writer: PortfolioWriter, redis_client: redis.Redis) -> None:
-    other = upsert(0.9, 1, spec=CoverSpec(CoverKind.TIMEFRAME, SPEC.legs, True, 1.0))
+    other = upsert(0.9, 1, spec=LLM_SPEC, guaranteed=False, tier=2)
     write(writer, upsert(0.9, 1))
     write(writer, other)
     n = redis_client.xlen(KEYS.changes)
@@ -183,7 +185,7 @@ def test_removal_of_a_live_and_of_an_absent_portfolio(writer: PortfolioWriter, r
     assert last == {"op": b"remove", "id": CID.encode(), "data": b"", "reason": b"market_closed"}
     # the other portfolio is untouched
     assert redis_client.exists(KEYS.portfolio(other.quote.cover_id))
-    assert redis_client.zscore(KEYS.opportunities, other.quote.cover_id) == pytest.approx(0.1)
+    assert redis_client.zscore(KEYS.llm_opportunities, other.quote.cover_id) == pytest.approx(0.1)
     # removing it again (a replay) writes nothing
     assert write(writer, PortfolioRemoved(CID, "market_closed")) == 0
     assert redis_client.xlen(KEYS.changes) == n + 1
@@ -209,7 +211,7 @@ def test_writer_coalesces_newest_wins_and_forgets_removed_portfolios(redis_serve
     server.stop()
     w = PortfolioWriter(server.url, KEYS, backoff_initial=0.05, backoff_max=0.1)
     try:
-        other = upsert(0.9, 1, spec=CoverSpec(CoverKind.TIMEFRAME, SPEC.legs, True, 1.0))
+        other = upsert(0.9, 1, spec=LLM_SPEC, guaranteed=False, tier=2)
         w.submit([upsert(0.9, 1), other])
         w.submit([upsert(0.8, 2)])
         w.submit([PortfolioRemoved(other.quote.cover_id, "filtered")])
@@ -249,3 +251,28 @@ def test_sink_partition_flushes_on_close_and_metrics_writer_writes_at_stop(redis
     key = KEYS.metrics("luatest", mw.process)
     assert redis_client.hget(key, "shape") == b'{"a":1}' and 0 < redis_client.ttl(key) <= 7
     assert read_metrics(redis_client, KEYS, "luatest") == {"answer": 42.0}
+
+
+
+def test_llm_portfolios_are_kept_apart_from_the_riskless_arbitrage_set(writer: PortfolioWriter,
+                                                                       redis_client: redis.Redis,
+                                                                       alerts: Alerts) -> None:
+    """An LLM cover is a bet on the LLM being right: never in `opportunities`, never a tier1 or
+    profitable alert; its own sorted set and its own alert kind."""
+    lid = LLM_SPEC.id
+    assert write(writer, upsert(0.9, 1, spec=LLM_SPEC, guaranteed=False, tier=1)) == 2  # written + llm alert
+    assert redis_client.zscore(KEYS.opportunities, lid) is None
+    assert redis_client.zscore(KEYS.llm_opportunities, lid) == pytest.approx(0.1)
+    assert [(a["alert"], a["id"]) for a in alerts.read(1)] == [("llm_profitable", lid)]
+    assert write(writer, upsert(0.92, 2, spec=LLM_SPEC, guaranteed=False, tier=1)) == 1  # still profitable
+    assert write(writer, upsert(1.02, 3, spec=LLM_SPEC, guaranteed=False)) == 1  # turns unprofitable
+    assert redis_client.zscore(KEYS.llm_opportunities, lid) is None
+    assert write(writer, upsert(0.95, 4, spec=LLM_SPEC, guaranteed=False)) == 2  # profitable again: alert
+    assert [a["alert"] for a in alerts.read(1)] == ["llm_profitable"]
+    # a guaranteed portfolio beside it goes to the riskless set only
+    assert write(writer, upsert(0.9, 5)) == 3
+    assert redis_client.zscore(KEYS.opportunities, CID) == pytest.approx(0.1)
+    assert redis_client.zscore(KEYS.llm_opportunities, CID) is None
+    assert [a["alert"] for a in alerts.read(2)] == ["tier1", "profitable"]
+    writer.write_now({lid: PortfolioRemoved(lid, "market_closed")})
+    assert redis_client.zscore(KEYS.llm_opportunities, lid) is None and not redis_client.exists(KEYS.portfolio(lid))

@@ -7,9 +7,10 @@ Every key starts with the configurable prefix `P` (`REDIS_KEY_PREFIX`, default `
 | `P:schema` | string | `"1"` — layout version | portfolio sink | permanent |
 | `P:v1:portfolio:{cover_id}` | hash | `data` (JSON of the portfolio), `kind`, `guaranteed`, `cost`, `payout`, `profit`, `profit_pct`, `coverage`, `expected_profit`, `tier`, `size_at_profit`, `updated_ms` | portfolio sink | until the portfolio goes (market closed, filtered out) |
 | `P:v1:ranking` | sorted set | cover ids, score = expected profit | portfolio sink | mirrors the portfolio hashes |
-| `P:v1:opportunities` | sorted set | cover ids with profit > 0, score = profit | portfolio sink | mirrors the portfolio hashes |
+| `P:v1:opportunities` | sorted set | GUARANTEED (rule) cover ids with profit > 0, score = profit: the riskless arbitrage set | portfolio sink | mirrors the portfolio hashes |
+| `P:v1:llm_opportunities` | sorted set | LLM (not guaranteed) cover ids with profit > 0, score = profit: bets on the LLM being right, never riskless | portfolio sink | mirrors the portfolio hashes |
 | `P:v1:changes` | stream | `op` (`upsert`/`remove`), `id`, `data` (JSON; empty on remove), `reason` (on remove) | portfolio sink | capped at ~`STREAM_MAX_LEN` entries |
-| `P:v1:alerts` | pub/sub channel | JSON `{"alert", "id", "data"}` with alert `tier1` or `profitable` on entering tier 1 or turning profitable | portfolio sink | not stored |
+| `P:v1:alerts` | pub/sub channel | JSON `{"alert", "id", "data"}`: `tier1` / `profitable` when a guaranteed portfolio enters tier 1 / turns profitable; `llm_profitable` when an LLM portfolio turns profitable | portfolio sink | not stored |
 | `P:v1:metrics:{group}:{process}` | hash | counters and gauges of group `poller`, `ws`, `llm`, `cache`, `portfolios`, `sink` for one process (`{process}` = host-pid) | metrics writer of that process, every second | 30 s TTL, refreshed while the process runs |
 | `P:v1:tokens:shard:{i}` | set | YES tokens subscribed by WebSocket shard `i` | token registry | while the market is open |
 | `P:v1:tokens:assign` | hash | token → shard | token registry | while the market is open |
@@ -36,6 +37,7 @@ class RedisKeys:
         self.schema = f"{prefix}:schema"
         self.ranking = f"{self.base}:ranking"
         self.opportunities = f"{self.base}:opportunities"
+        self.llm_opportunities = f"{self.base}:llm_opportunities"
         self.changes = f"{self.base}:changes"
         self.alerts = f"{self.base}:alerts"
         # token registry

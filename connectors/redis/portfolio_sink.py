@@ -26,9 +26,12 @@ from connectors.redis.writer import WriteBehind
 from polyalphascan.records import PortfolioChange, PortfolioUpsert
 from polyalphascan.metrics import MetricGroup
 
-# KEYS: hash, ranking, opportunities, stream, alerts channel
+# KEYS: hash, ranking, opportunities, stream, alerts channel, llm opportunities
 # ARGV: id, data (the portfolio JSON: the script reads its numbers, so the writer thread
 #       formats nothing twice and Redis does that work on its own core), maxlen
+# A guaranteed portfolio's profit is riskless: it goes to `opportunities` and raises the
+# `tier1` / `profitable` alerts. An LLM portfolio (not guaranteed) is a bet on the LLM being
+# right: it goes to `llm_opportunities` and raises only `llm_profitable`, never the others.
 _UPSERT = """
 local cur = redis.call('HMGET', KEYS[1], 'data', 'updated_ms', 'tier', 'profit')
 if cur[1] == ARGV[2] then return 0 end
@@ -40,26 +43,36 @@ redis.call('HSET', KEYS[1], 'data', ARGV[2], 'updated_ms', string.format('%d', d
   'coverage', d.coverage, 'size_at_profit', d.size_at_profit)
 redis.call('ZADD', KEYS[2], d.expected_profit, ARGV[1])
 local profitable = d.profit > 1e-9
-if profitable then redis.call('ZADD', KEYS[3], d.profit, ARGV[1]) else redis.call('ZREM', KEYS[3], ARGV[1]) end
+local opportunities = d.guaranteed and KEYS[3] or KEYS[6]
+if profitable then redis.call('ZADD', opportunities, d.profit, ARGV[1]) else redis.call('ZREM', opportunities, ARGV[1]) end
 redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[3], '*', 'op', 'upsert', 'id', ARGV[1], 'data', ARGV[2])
 local alerts = 0
+local turned_profitable = profitable and (not cur[4] or tonumber(cur[4]) <= 1e-9)
+if not d.guaranteed then
+  if turned_profitable then
+    redis.call('PUBLISH', KEYS[5], '{"alert":"llm_profitable","id":"' .. ARGV[1] .. '","data":' .. ARGV[2] .. '}')
+    alerts = alerts + 1
+  end
+  return 1 + alerts
+end
 if d.tier == 1 and (not cur[3] or tonumber(cur[3]) ~= 1) then
   redis.call('PUBLISH', KEYS[5], '{"alert":"tier1","id":"' .. ARGV[1] .. '","data":' .. ARGV[2] .. '}')
   alerts = alerts + 1
 end
-if profitable and (not cur[4] or tonumber(cur[4]) <= 1e-9) then
+if turned_profitable then
   redis.call('PUBLISH', KEYS[5], '{"alert":"profitable","id":"' .. ARGV[1] .. '","data":' .. ARGV[2] .. '}')
   alerts = alerts + 1
 end
 return 1 + alerts
 """
 
-# KEYS: hash, ranking, opportunities, stream   ARGV: id, reason, maxlen
+# KEYS: hash, ranking, opportunities, stream, llm opportunities   ARGV: id, reason, maxlen
 _REMOVE = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 redis.call('DEL', KEYS[1])
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('ZREM', KEYS[3], ARGV[1])
+redis.call('ZREM', KEYS[5], ARGV[1])
 redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[3], '*', 'op', 'remove', 'id', ARGV[1], 'data', '', 'reason', ARGV[2])
 return 1
 """
@@ -154,13 +167,14 @@ class PortfolioWriter:
         maxlen = str(self.stream_max_len)
         upsert = pipe.evalsha  # the hot path: no per-call Script wrapper
         ranking, opportunities, changes, alerts = k.ranking, k.opportunities, k.changes, k.alerts
+        llm_opportunities = k.llm_opportunities
         for key, change in batch.items():
             if isinstance(change, PortfolioUpsert):
-                upsert(self._upsert.sha, 5, k.portfolio(key), ranking, opportunities, changes, alerts,
-                       key, portfolio_json(change), maxlen)
+                upsert(self._upsert.sha, 6, k.portfolio(key), ranking, opportunities, changes, alerts,
+                       llm_opportunities, key, portfolio_json(change), maxlen)
             else:
                 self._remove(
-                    keys=[k.portfolio(key), k.ranking, k.opportunities, k.changes],
+                    keys=[k.portfolio(key), k.ranking, k.opportunities, k.changes, llm_opportunities],
                     args=[key, change.reason, maxlen],
                     client=pipe,
                 )
