@@ -157,7 +157,9 @@ def _drift(record: dict[str, Any], rng: random.Random, kinds: tuple[str, ...]) -
     """One kind of schema drift, as seen in the wild."""
     rec = copy.deepcopy(record)
     choice = rng.choice(kinds)
-    markets = rec.get("markets") or []
+    raw_markets = rec.get("markets")
+    # a poison record may hold anything there: drift only touches market objects
+    markets = [m for m in raw_markets if isinstance(m, dict)] if isinstance(raw_markets, list) else []
     if choice == "no_title":
         rec.pop("title", None)  # missing required field
     elif choice == "text_id":
