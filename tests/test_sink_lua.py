@@ -241,7 +241,7 @@ def test_sink_partition_flushes_on_close_and_metrics_writer_writes_at_stop(redis
     part.write_batch([upsert(0.9, 1), upsert(0.8, 2)])  # coalesced: the newer one is written
     part.close()  # returns once the writer has written everything
     assert float(redis_client.hget(KEYS.portfolio(CID), "cost")) == 0.8
-    assert part.writer.pending == 0 and not part.writer.behind._thread.is_alive()
+    assert part.writer.pending == 0 and not part.writer.behind.alive
     registry = MetricsRegistry()
     g = registry.group("luatest")
     g.set("answer", 42)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 import socket
 import threading
-import traceback
 from typing import Any
 
 import orjson
@@ -47,32 +46,29 @@ class MetricsWriter:
         self.process = process_name()
         self._stop = threading.Event()
         self.name = "metrics-writer"
-        self._error: str | None = None
-        self._thread = threading.Thread(target=self._guarded_run, name=self.name, daemon=True)
         self._sink = registry.group("sink")
-        self.alive_gauge = health.alive_gauge(self.name)
+        self._thread = health.MonitoredThread(self.name, self._run, self._sink, event="metrics_writer_died")
+        self.alive_gauge = self._thread.gauge
 
     def start(self) -> "MetricsWriter":
-        if self._sink.get(self.alive_gauge, None) != 0:
-            self._sink.set(self.alive_gauge, 1)
         self._thread.start()
         return self
 
     # ------------------------------------------------------------------ health
     @property
     def alive(self) -> bool:
-        return self._thread.is_alive()
+        return self._thread.alive
 
     @property
     def healthy(self) -> bool:
-        return self._error is None
+        return self._thread.healthy
 
     @property
     def error(self) -> str | None:
-        return self._error
+        return self._thread.error
 
     def thread_health(self) -> dict[str, object]:
-        return {"name": self.name, "alive": self.alive, "healthy": self.healthy, "error": self._error}
+        return self._thread.report()
 
     def _field(self, group: str, name: str, value: Any) -> Any:
         """A hash field value, or None (left out, counted) if it cannot be written."""
@@ -104,15 +100,6 @@ class MetricsWriter:
             pipe.hset(key, mapping=flat)
             pipe.expire(key, self.ttl)
         pipe.execute()
-
-    def _guarded_run(self) -> None:
-        try:
-            self._run()
-        except BaseException as exc:  # noqa: BLE001
-            self._error = f"{type(exc).__name__}: {exc}"[:500]
-            self._sink.set(self.alive_gauge, 0)
-            log.error("metrics_writer_died", error=self._error,
-                      traceback="".join(traceback.format_exception(exc))[-4000:])
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import threading
 import time
-import traceback
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
@@ -95,31 +94,28 @@ class WriteBehind(Generic[V]):
         self._cv = threading.Condition()
         self._writing = 0  # keys of the batch being written now (out of the pending map)
         self._closing = False
-        self._error: str | None = None  # set when the thread died of an uncaught exception
-        self.alive_gauge = health.alive_gauge(name)
-        if metrics.get(self.alive_gauge, None) != 0:  # 0 stays: another writer of this name died
-            metrics.set(self.alive_gauge, 1)
-        self._thread = threading.Thread(target=self._guarded_run, name=name, daemon=True)
+        self._thread = health.MonitoredThread(name, self._run, metrics, event="writer_thread_died",
+                                              on_death=self._died)
+        self.alive_gauge = self._thread.gauge
         self._thread.start()
 
     # ------------------------------------------------------------------ health
     @property
     def alive(self) -> bool:
         """The writer thread is running."""
-        return self._thread.is_alive()
+        return self._thread.alive
 
     @property
     def healthy(self) -> bool:
         """False once the thread died of an uncaught exception (a clean `close` stays healthy)."""
-        return self._error is None
+        return self._thread.healthy
 
     @property
     def error(self) -> str | None:
-        return self._error
+        return self._thread.error
 
     def thread_health(self) -> dict[str, object]:
-        return {"name": self.name, "alive": self.alive, "healthy": self.healthy, "error": self._error,
-                "pending": self.pending}
+        return {**self._thread.report(), "pending": self.pending}
 
     # ------------------------------------------------------------------ worker side (never blocks on Redis)
     def submit(self, items: Iterable[tuple[str, V]]) -> None:
@@ -152,7 +148,7 @@ class WriteBehind(Generic[V]):
         deadline = time.monotonic() + timeout
         with self._cv:
             while self._pending or self._writing:
-                if self._error is not None:
+                if not self._thread.healthy:
                     return False  # the thread died: nothing more will be written
                 left = deadline - time.monotonic()
                 if left <= 0:
@@ -205,16 +201,9 @@ class WriteBehind(Generic[V]):
             self.metrics.inc(self.names.restarts)
         log.warning("redis_restart_detected_rewriting", writer=self.name, items=n)
 
-    def _guarded_run(self) -> None:
-        try:
-            self._run()
-        except BaseException as exc:  # noqa: BLE001 - whatever it was, say so and show it
-            self._error = f"{type(exc).__name__}: {exc}"[:500]
-            self.metrics.set(self.alive_gauge, 0)
-            log.error("writer_thread_died", writer=self.name, error=self._error, pending=self.pending,
-                      traceback="".join(traceback.format_exception(exc))[-4000:])
-            with self._cv:
-                self._cv.notify_all()  # flush() waiters see it at once
+    def _died(self) -> None:
+        with self._cv:
+            self._cv.notify_all()  # flush() waiters see it at once
 
     def _reject(self, key: str, value: V, exc: Exception) -> None:
         """Drop an item that cannot be written (it would fail forever): count, log, forget it."""
