@@ -20,7 +20,7 @@ from connectors.gamma.client import GammaGaveUp, GammaHTTPError
 from connectors.gamma.poller import GammaPoller
 from connectors.gamma.protocol import parse_event
 from polyalphascan.metrics import MetricGroup
-from polyalphascan.records import DeltaKind
+from polyalphascan.records import DeltaKind, Event, EventDelta, Market
 
 REAL = Path(__file__).parent / "fixtures" / "gamma_real"
 WORLD_CUP = "30615"  # neg-risk, augmented: 60 markets, 18 closed, 10 inactive placeholders ("Team AM")
@@ -378,3 +378,119 @@ def test_an_unreadable_id_on_the_first_page_does_not_cut_incremental_paging_shor
     result = poller.poll(state)
     assert result.pages == 2 and len({d.event.id for d in result.deltas}) == 150
     assert result.state.watermark == top + 150
+
+
+# ---------------------------------------------------------------- exact deltas, fingerprints, watermark
+def test_the_fingerprint_format_is_stable(listing: list[dict[str, Any]]) -> None:
+    """The poller state (fingerprints included) is resumed from snapshots: a new fingerprint
+    format would re-announce every known event as CHANGED after an upgrade."""
+    from connectors.gamma.changes import fingerprint
+
+    assert fingerprint(parse_event(record(listing, WORLD_CUP))) == "88b576ec4cc5e0e859ef"
+    assert fingerprint(parse_event(record(listing, FED))) == "708f2001027ffc96a9ef"
+
+
+def test_only_the_first_200_characters_of_a_description_count(listing: list[dict[str, Any]]) -> None:
+    state = known(listing)
+    fed = record(listing, FED)
+    assert len(fed["description"]) > 201
+    fed["description"] = fed["description"][:200] + "#" + fed["description"][201:]
+    assert diff_listing(state, listing, full=True).deltas == []
+    fed["description"] = fed["description"][:199] + "#" + fed["description"][200:]
+    (delta,) = diff_listing(state, listing, full=True).deltas
+    assert (delta.kind, delta.event.id, delta.changed_fields) == (DeltaKind.CHANGED, FED, ("content",))
+
+
+def test_a_closed_market_resolving_the_other_way_is_a_content_change(listing: list[dict[str, Any]]) -> None:
+    state = known(listing)
+    event = record(listing, WORLD_CUP)
+    haiti = next(m for m in event["markets"] if m.get("groupItemTitle") == "Haiti")
+    assert haiti["closed"] and haiti["outcomePrices"] == '["0", "1"]'
+    haiti["outcomePrices"] = '["1", "0"]'
+    (delta,) = diff_listing(state, listing, full=True).deltas
+    assert (delta.kind, delta.changed_fields, delta.new_market_ids, delta.closed_market_ids) == \
+        (DeltaKind.CHANGED, ("content",), (), ())
+
+
+def test_new_deltas_carry_the_markets_and_nothing_else(listing: list[dict[str, Any]]) -> None:
+    (delta,) = diff_listing(PollerState(), [record(listing, FED)], full=True).deltas
+    fed = parse_event(record(listing, FED))
+    assert delta == EventDelta(DeltaKind.NEW, fed, (), tuple(m.id for m in fed.markets), ())
+
+
+def test_a_new_market_that_arrives_closed_is_new_and_closed(listing: list[dict[str, Any]]) -> None:
+    event = record(listing, WORLD_CUP)
+    late = next(m for m in event["markets"] if m.get("groupItemTitle") == "Sweden")
+    event["markets"].remove(late)
+    state = known(listing)
+    late["closed"] = True
+    event["markets"].append(late)
+    deltas = diff_listing(state, listing, full=True).deltas
+    assert [(d.kind, d.changed_fields, d.new_market_ids, d.closed_market_ids) for d in deltas] == [
+        (DeltaKind.MARKET_CLOSED, ("closed",), (), (str(late["id"]),)),
+        (DeltaKind.CHANGED, ("markets",), (str(late["id"]),), ()),
+    ]
+    assert state.market_closed[WORLD_CUP][str(late["id"])] is True
+
+
+def test_the_watermark_run_starts_at_the_lowest_id_from_zero() -> None:
+    from connectors.gamma.changes import MAX_ID_STEP, plausible_watermark
+
+    far = 3 * MAX_ID_STEP
+    assert plausible_watermark(0, [far + 2, far]) == (far + 2, [])
+    assert plausible_watermark(1, [2 + MAX_ID_STEP]) == (1, [2 + MAX_ID_STEP])
+    assert plausible_watermark(1, [1 + MAX_ID_STEP]) == (1 + MAX_ID_STEP, [])
+    assert plausible_watermark(9, [3, 9, 10]) == (10, [])
+
+
+def test_incremental_listings_of_several_tags_take_the_new_events_of_each(listing: list[dict[str, Any]]) -> None:
+    """Each tag's listing is newest first; concatenated, a known record of the first tag is
+    followed by the new records of the next: the pass skips the known one and goes on."""
+    state = known(listing[2:])
+    tag_a = [listing[0], *listing[2:10]]
+    tag_b = [listing[1], *listing[10:]]
+    diff = diff_listing(state, tag_a + tag_b, full=False)
+    assert [d.event.id for d in diff.deltas] == [str(listing[0]["id"]), str(listing[1]["id"])]
+    assert diff.processed == 2 and diff.unchecked == 0 and diff.absent == []
+
+
+def test_an_event_listed_under_two_tags_does_not_hide_the_next(listing: list[dict[str, Any]]) -> None:
+    state = known(listing[1:])
+    diff = diff_listing(state, [*listing[1:4], listing[2], listing[0], *listing[4:]], full=True)
+    assert [d.event.id for d in diff.deltas] == [str(listing[0]["id"])]
+    assert diff.processed == len(listing) and diff.absent == [] and diff.unchecked == 0
+
+
+def test_closing_an_event_emits_stub_markets_with_their_tokens(listing: list[dict[str, Any]]) -> None:
+    state = known(listing)
+    fed = parse_event(record(listing, FED))
+    (delta,) = settle_absent(state, FED, None)
+    stubs = tuple(Market(id=m.id, event_id=FED, question="", slug="", condition_id="", yes_token=m.yes_token,
+                         no_token=m.no_token, closed=True) for m in fed.markets)
+    assert delta == EventDelta(DeltaKind.MARKET_CLOSED, Event(id=FED, slug="", title="", closed=True, markets=stubs),
+                               ("closed",), (), tuple(m.id for m in fed.markets))
+    # closing it again (a second lookup's answer): nothing, and nothing raised
+    before = state.copy()
+    assert settle_absent(state, FED, None) == [] and state == before
+
+
+def test_closing_with_tokens_not_recorded_emits_empty_tokens(listing: list[dict[str, Any]]) -> None:
+    """A state resumed without the market tokens (kept only since a later version)."""
+    full = known(listing)
+    state = PollerState(full.watermark, full.fingerprints, full.market_closed, full.polls)
+    fed = parse_event(record(listing, FED))
+    (delta,) = settle_absent(state, FED, None)
+    assert [(m.id, m.yes_token, m.no_token, m.closed) for m in delta.event.markets] == \
+        [(m.id, "", "", True) for m in fed.markets]
+    assert FED not in state.fingerprints and FED not in state.market_closed and state.market_tokens == {}
+
+
+def test_a_known_event_without_market_records_counts_its_markets_as_new(listing: list[dict[str, Any]]) -> None:
+    """A state resumed with fingerprints but without per-market records."""
+    full = known(listing)
+    state = PollerState(full.watermark, full.fingerprints, {}, full.polls, full.market_tokens)
+    fed = record(listing, FED)
+    fed["title"] = "Fed decision in April (edited)?"
+    (delta,) = diff_listing(state, [fed], full=True).deltas
+    assert (delta.kind, delta.changed_fields, delta.new_market_ids, delta.closed_market_ids) == \
+        (DeltaKind.CHANGED, ("markets",), tuple(str(m["id"]) for m in fed["markets"]), ())

@@ -5,13 +5,24 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Callable
 from pathlib import Path
 
+import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from connectors.gamma.protocol import MAX_DESCRIPTION, MAX_TITLE, GammaParseError, parse_event
+from connectors.gamma.protocol import (
+    MAX_DESCRIPTION,
+    MAX_TITLE,
+    GammaParseError,
+    decode_body,
+    parse_event,
+    parse_market,
+    raw_event_id,
+)
+from polyalphascan.records import Market
 
 REAL = Path(__file__).parent / "fixtures" / "gamma_real"
 
@@ -115,3 +126,161 @@ def test_no_value_escapes_as_anything_but_a_parse_error(field, value, mfield, mv
         return
     assert event.id.isascii() and event.id.isdigit() and len(event.id) <= 19
     assert all(m.id.isdigit() and m.yes_token and m.no_token for m in event.markets)
+
+
+# ---------------------------------------------------------------- every field read, every error named
+def test_a_real_market_is_read_field_by_field() -> None:
+    raw = real_event("Harvey Weinstein")
+    rm = raw["markets"][0]
+    event = parse_event(raw)
+    assert event.markets[0] == Market(
+        id="544092", event_id="24383", question="Will Harvey Weinstein be sentenced to no prison time?",
+        slug="will-harvey-weinstein-be-sentenced-to-no-prison-time",
+        condition_id="0xf398b0e5016eeaee9b0885ed84012b6dc91269ac10d3b59d60722859c2e30b2f",
+        yes_token="24327803960645909378149041810697343640752122608192367041827900158592826352552",
+        no_token="86488478623677188352872801318507143761188967461168408688159600382919967378486",
+        group_item_title="No Prison Time", group_item_threshold="0",
+        description=rm["description"].replace("\n", " "), end_date="2025-12-31T12:00:00Z",
+        created_at="2025-05-12T22:26:22.665665Z", active=True, closed=False, neg_risk=True, neg_risk_other=False,
+        neg_risk_market_id="0xaa0edfa656a0e70bf8c63f09438cd70979fef8e31fcc62d80840b5a375a55400",
+        liquidity=0.0, volume=0.0, yes_price=0.3695, no_price=0.6305, version="v1")
+    assert [m.event_id for m in event.markets] == ["24383"] * 6
+    assert [m.group_item_threshold for m in event.markets] == ["0", "1", "2", "3", "4", "5"]
+
+
+def test_a_market_without_threshold_or_dates_reads_them_as_absent() -> None:
+    raw = real_event("Counter-Strike: FURIA vs FUT Esports")
+    rm = raw["markets"][0]
+    assert "groupItemThreshold" not in rm and "negRiskMarketID" not in rm
+    del rm["createdAt"]
+    m = parse_event(raw).markets[0]
+    assert (m.group_item_threshold, m.created_at, m.neg_risk_market_id) == (None, None, "")
+    rm["groupItemThreshold"] = ""
+    assert parse_event(raw).markets[0].group_item_threshold is None
+
+
+def test_asset_ids_come_from_position_ids_only_on_v2_markets() -> None:
+    raw = real_event("Counter-Strike: FURIA vs FUT Esports")
+    rm = raw["markets"][0]
+    clob, positions = json.loads(rm["clobTokenIds"]), rm["positionIds"]
+    assert rm["version"] == "v1" and clob != positions
+    m = parse_event(raw).markets[0]  # v1 with positionIds present: the legacy ids still count
+    assert (m.yes_token, m.no_token, m.version) == (clob[0], clob[1], "v1")
+    rm["version"] = "V2"
+    m = parse_event(raw).markets[0]
+    assert (m.yes_token, m.no_token, m.version) == (positions[0], positions[1], "v2")
+    del rm["positionIds"]  # v2 without positionIds: the legacy ids
+    assert (parse_event(raw).markets[0].yes_token, parse_event(raw).markets[0].version) == (clob[0], "v2")
+    for absent in (None, ""):
+        rm["version"] = absent
+        assert parse_event(raw).markets[0].version == "v1"
+
+
+def test_liquidity_and_volume_numbers() -> None:
+    raw = real_event("Harvey Weinstein")
+    raw["markets"][0].update(liquidity="1234.5", volumeNum=98765.25, volume="1")
+    raw["markets"][1].update(liquidityNum="", volume="")
+    raw["markets"][3].update(liquidityNum="77", liquidity="1")
+    markets = parse_event(raw).markets
+    assert [(m.liquidity, m.volume) for m in markets[:4]] == [(1234.5, 98765.25), (0.0, 0.0), (0.0, 0.0), (77.0, 0.0)]
+
+
+@pytest.mark.parametrize("value,expected", [
+    (True, True), ("true", True), (" TRUE ", True), ("True", True), ("1", True), ("yes", True), ("YES", True),
+    (1, True), (False, False), ("false", False), ("no", False), ("0", False), ("", False), (0, False),
+])
+def test_market_and_event_flags(value: object, expected: bool) -> None:
+    raw = real_event("Harvey Weinstein")
+    raw["closed"] = raw["markets"][0]["closed"] = raw["markets"][1]["negRiskOther"] = value
+    raw["active"] = raw["markets"][2]["active"] = value
+    event = parse_event(raw)
+    assert (event.closed, event.markets[0].closed, event.markets[1].neg_risk_other) == (expected,) * 3
+    assert (event.active, event.markets[2].active) == (expected, expected)
+
+
+def test_absent_flags_take_their_defaults() -> None:
+    raw = real_event("Harvey Weinstein")
+    for r in (raw, raw["markets"][0]):
+        for key in ("active", "closed", "negRiskOther"):
+            r.pop(key, None)
+    event = parse_event(raw)
+    m = event.markets[0]
+    assert (event.active, event.closed, m.active, m.closed, m.neg_risk_other) == (True, False, True, False, False)
+
+
+def test_a_market_parsed_alone_is_neg_risk_only_when_it_says_so() -> None:
+    rm = real_event("Harvey Weinstein")["markets"][0]
+    del rm["negRisk"]
+    assert parse_market(rm, "24383").neg_risk is False
+    assert parse_market(rm, "24383", True).neg_risk is True
+
+
+@pytest.mark.parametrize("prices,expected", [
+    ("", (None, None)), (None, (None, None)), ('["0.25"]', (0.25, None)), ('["0.3", ""]', (0.3, None)),
+    ('["x", null]', (None, None)), (["1", "0"], (1.0, 0.0)), ('[0, 1]', (0.0, 1.0)),
+])
+def test_outcome_prices(prices: object, expected: tuple[float | None, float | None]) -> None:
+    raw = real_event("Harvey Weinstein")
+    raw["markets"][0]["outcomePrices"] = prices
+    m = parse_event(raw).markets[0]
+    assert (m.yes_price, m.no_price) == expected
+
+
+_LONG = '{"token": "' + "7" * 60 + '"}'
+
+
+@pytest.mark.parametrize("edit,record_id,reason", [
+    (lambda r: r.update(id="evt-24383"), "evt-24383", "event id missing or not a plain number"),
+    (lambda r: r.update(id="9" * 5000), "9" * 40, "event id missing or not a plain number"),
+    (lambda r: r.update(title=" \n"), "24383", "event without title"),
+    (lambda r: r.update(markets=5), "24383", "markets is not a list"),
+    (lambda r: r.update(markets=[None]), "", "market is not an object"),
+    (lambda r: r["markets"][2].update(id="mkt-5"), "mkt-5", "market id missing or not a plain number"),
+    (lambda r: r["markets"][2].update(id="1" * 5000), "1" * 40, "market id missing or not a plain number"),
+    (lambda r: r["markets"][2].update(id=None), "", "market id missing or not a plain number"),
+    (lambda r: r["markets"][2].update(clobTokenIds='["1", "2", "3"]'), "544094", "expected 2 asset ids, got 3"),
+    (lambda r: r["markets"][2].update(clobTokenIds='["1", ""]'), "544094", "expected 2 asset ids, got 2"),
+    (lambda r: r["markets"][2].update(question=""), "544094", "market without question"),
+    (lambda r: r["markets"][2].update(clobTokenIds=_LONG), "544094", f"bad list field: not a list: {_LONG[:40]!r}"),
+    (lambda r: r["markets"][2].update(outcomePrices=7), "544094", "bad list field: not a list: '7'"),
+])
+def test_a_parse_error_names_the_record_and_the_reason(edit: Callable[[dict], object], record_id: str,
+                                                       reason: str) -> None:
+    raw = real_event("Harvey Weinstein")
+    edit(raw)
+    with pytest.raises(GammaParseError) as info:
+        parse_event(raw)
+    assert (info.value.record_id, info.value.reason) == (record_id, reason)
+    assert str(info.value) == f"record {record_id or '?'}: {reason}"
+
+
+def test_unreadable_values_inside_a_market_name_the_market() -> None:
+    raw = real_event("Harvey Weinstein")
+    raw["markets"][1]["clobTokenIds"] = "[not json"
+    with pytest.raises(GammaParseError) as info:
+        parse_event(raw)
+    assert info.value.record_id == "544093" and info.value.reason.startswith("bad list field: ")
+    raw = real_event("Harvey Weinstein")
+    raw["markets"][1]["volume"] = "lots"
+    with pytest.raises(GammaParseError) as info:
+        parse_event(raw)
+    assert info.value.record_id == "544093" and info.value.reason.startswith("bad field: ")
+    with pytest.raises(GammaParseError) as info:
+        parse_event(["not", "an", "event"])  # type: ignore[arg-type]
+    assert (info.value.record_id, info.value.reason, str(info.value)) == \
+        ("", "event is not an object", "record ?: event is not an object")
+
+
+@pytest.mark.parametrize("raw,expected", [
+    ({"id": "24383"}, 24383), ({"id": 7}, 7), ({"id": "²"}, -1), ({"id": None}, -1), ({}, -1),
+    ({"id": "evt-1"}, -1), ("garbage", -1), (None, -1),
+])
+def test_raw_event_id(raw: object, expected: int) -> None:
+    assert raw_event_id(raw) == expected
+
+
+def test_a_body_with_invalid_utf8_is_decoded_tolerantly() -> None:
+    body, tolerant = decode_body(b'[{"id": "1", "title": "caf\xe9 \xff"}]')
+    assert tolerant and body == [{"id": "1", "title": "caf\ufffd \ufffd"}]
+    with pytest.raises(orjson.JSONDecodeError):
+        decode_body(b'[{"title": "caf\xe9", "cut sho')

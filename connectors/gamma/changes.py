@@ -147,16 +147,20 @@ def close_event(state: PollerState, event_id: str) -> list[EventDelta]:
     out: list[EventDelta] = []
     closing = [mid for mid, closed in state.market_closed.get(event_id, {}).items() if not closed]
     if closing:
-        stubs = tuple(Market(id=mid, event_id=event_id, question="", slug="", condition_id="",
-                             yes_token=state.market_tokens.get(mid, ("", ""))[0],
-                             no_token=state.market_tokens.get(mid, ("", ""))[1], closed=True)
-                      for mid in closing)
+        stubs = tuple(_closed_stub(event_id, mid, state.market_tokens.get(mid, ("", ""))) for mid in closing)
         ev = Event(id=event_id, slug="", title="", closed=True, markets=stubs)
-        out.append(EventDelta(DeltaKind.MARKET_CLOSED, ev, ("closed",), (), tuple(closing)))
+        out.append(EventDelta(DeltaKind.MARKET_CLOSED, ev, ("closed",), closed_market_ids=tuple(closing)))
     for mid in state.market_closed.pop(event_id, {}):
         state.market_tokens.pop(mid, None)
     state.fingerprints.pop(event_id, None)
     return out
+
+
+def _closed_stub(event_id: str, market_id: str, tokens: tuple[str, str]) -> Market:
+    """A closed market known only by its id and (yes, no) tokens."""
+    yes_token, no_token = tokens
+    return Market(id=market_id, event_id=event_id, question="", slug="", condition_id="",
+                  yes_token=yes_token, no_token=no_token, closed=True)
 
 
 def event_delta(state: PollerState, event: Event) -> list[EventDelta]:
@@ -170,22 +174,22 @@ def event_delta(state: PollerState, event: Event) -> list[EventDelta]:
     if old_fp is None:
         state.fingerprints[event.id] = fp
         state.market_closed[event.id] = closed_now
-        return [EventDelta(DeltaKind.NEW, event, (), tuple(m.id for m in event.markets), ())]
+        return [EventDelta(DeltaKind.NEW, event, new_market_ids=tuple(m.id for m in event.markets))]
     if old_fp == fp:
         return []
     before = state.market_closed.get(event.id, {})
     state.fingerprints[event.id] = fp
     state.market_closed[event.id] = closed_now
     out: list[EventDelta] = []
-    newly_closed = tuple(mid for mid, c in closed_now.items() if c and not before.get(mid, False))
+    newly_closed = tuple(mid for mid, c in closed_now.items() if c and not before.get(mid))
     new_markets = tuple(mid for mid in closed_now if mid not in before)
     changed = []
     if new_markets:
         changed.append("markets")
     if newly_closed:
-        out.append(EventDelta(DeltaKind.MARKET_CLOSED, event, ("closed",), (), newly_closed))
+        out.append(EventDelta(DeltaKind.MARKET_CLOSED, event, ("closed",), closed_market_ids=newly_closed))
     if new_markets or not newly_closed:
         if not new_markets:
             changed.append("content")
-        out.append(EventDelta(DeltaKind.CHANGED, event, tuple(changed), new_markets, ()))
+        out.append(EventDelta(DeltaKind.CHANGED, event, tuple(changed), new_markets))
     return out

@@ -48,14 +48,14 @@ def decode_body(content: bytes) -> tuple[Any, bool]:
     """A response body as JSON, and whether it needed the tolerant decoder. orjson refuses a
     whole page for one lone surrogate escape ("\\ud800") in one title; the standard decoder
     accepts it (the text fields are cleaned at parse time), so one bad title never costs the
-    page. Raises `orjson.JSONDecodeError` (a ValueError) when neither can read it."""
+    page. Raises orjson's `JSONDecodeError` (a ValueError) when neither can read it."""
     try:
         return orjson.loads(content), False
-    except orjson.JSONDecodeError:
+    except orjson.JSONDecodeError as exc:
         try:
-            return json.loads(content.decode("utf-8", "replace")), True
+            return json.loads(content.decode(errors="replace")), True  # bytes.decode: UTF-8
         except ValueError:
-            raise orjson.JSONDecodeError("unreadable JSON body", "", 0) from None
+            raise exc from None
 
 
 def decode_list(value: Any) -> list[Any]:
@@ -78,13 +78,14 @@ def _num(value: Any) -> float:
 
 
 def _opt_num(value: Any) -> float | None:
+    """A number, or None for anything that is not one (None and "" included)."""
     try:
-        return None if value is None or value == "" else float(value)
+        return float(value)
     except (TypeError, ValueError):
         return None
 
 
-def _bool(value: Any, default: bool = False) -> bool:
+def _bool(value: Any, default: bool) -> bool:
     if value is None:
         return default
     if isinstance(value, bool):
@@ -97,10 +98,6 @@ def _bool(value: Any, default: bool = False) -> bool:
 def _is_true(value: Any) -> bool:
     """Only an explicit true: `negRisk` claims exclusivity, so anything unclear claims none."""
     return value is True or (isinstance(value, str) and value.strip().lower() == "true")
-
-
-def _str(value: Any) -> str:
-    return "" if value is None else str(value)
 
 
 _ID = re.compile(r"[0-9]{1,19}")  # ASCII digits that fit a signed 64-bit integer
@@ -138,7 +135,7 @@ def parse_market(raw: dict[str, Any], event_id: str, event_neg_risk: bool = Fals
     if not mid:
         raise GammaParseError(_text(raw.get("id"), 40), "market id missing or not a plain number")
     try:
-        version = _str(raw.get("version") or "v1").lower()
+        version = str(raw.get("version") or "").lower() or "v1"
         if version == "v2" and raw.get("positionIds") is not None:
             ids = [str(x) for x in decode_list(raw.get("positionIds"))]
         else:
