@@ -430,3 +430,23 @@ def test_what_is_no_rung_has_no_basis_and_never_raises() -> None:
     bars = ev([mk(1, "$100k", "Will BTC close at $100k?"), mk(2, "$120k", "Will BTC close above $120k?")])
     assert [(m.cumulative, m.basis) for m in group_event(bars).markets] == [(False, ""), (True, "above (question)")]
     assert group_event(ev([mk(1, "Alice"), mk(2, "Bob")], neg_risk=True)).neg_risk is True
+
+
+def test_a_cover_leg_carries_both_tokens_the_question_and_the_event() -> None:
+    from polyalphascan.records import Leg, Side
+
+    e = ev([mk(1, "Alice", "Will Alice win?"), mk(2, "Bob", "Will Bob win?")], neg_risk=True)
+    all_no = next(s for s in rule_covers(group_event(e)) if s.kind is CoverKind.ALL_NO)
+    assert all_no.legs == (Leg("1", Side.NO, "y1", "n1", "Will Alice win?", "1"),
+                           Leg("2", Side.NO, "y2", "n2", "Will Bob win?", "1"))
+    assert [leg.token_id for leg in all_no.legs] == ["n1", "n2"]
+
+
+def test_label_edges_the_last_year_and_a_before_that_is_out_of_range() -> None:
+    from datetime import date
+
+    from operators.labels import normalise_label
+
+    assert label_date("Q4 2100").value == date(2100, 12, 31) and label_date("Q4 2101").value is None
+    assert label_date("before January 1999").value is None  # no date to step back from
+    assert normalise_label("  Donald J. Trump!! ") == "donald j trump" and normalise_label("São-Paulo") == "s o paulo"
