@@ -284,3 +284,21 @@ def test_a_body_with_invalid_utf8_is_decoded_tolerantly() -> None:
     assert tolerant and body == [{"id": "1", "title": "caf\ufffd \ufffd"}]
     with pytest.raises(orjson.JSONDecodeError):
         decode_body(b'[{"title": "caf\xe9", "cut sho')
+
+
+def test_the_event_fields_tags_and_a_market_without_its_own_neg_risk_flag() -> None:
+    raw = real_event("Harvey Weinstein")
+    raw["tags"] = [{"id": "2", "label": "Politics", "slug": "politics"}, "junk", {"label": "no slug"}]
+    raw["id"] = 24383  # a number, as some clients re-encode it
+    for m in raw["markets"]:
+        m.pop("negRisk", None)  # a market without its own flag takes the event's
+    event = parse_event(raw)
+    assert (event.id, event.slug, event.created_at, event.updated_at) == (
+        "24383", "harvey-weinstein-prison-time", "2025-05-12T22:26:22.013988Z", "2026-02-13T00:03:03.036274Z")
+    assert event.tags == ("politics", "")
+    assert event.neg_risk and all(m.neg_risk for m in event.markets)
+    raw["negRisk"] = False
+    assert not any(m.neg_risk for m in parse_event(raw).markets)
+    raw["id"] = True  # a boolean is no id
+    with pytest.raises(GammaParseError):
+        parse_event(raw)
