@@ -1,8 +1,9 @@
 from __future__ import annotations
 
 import pytest
+from pydantic import Field
 
-from polyalphascan.settings import EMBEDDED_REDIS, Settings, SettingsError, load_settings
+from polyalphascan.settings import EMBEDDED_REDIS, Settings, SettingsError, _describe, load_settings
 
 DEFAULTS = {
     "llm_max_concurrent": 5,
@@ -231,3 +232,29 @@ def test_a_key_never_travels_over_plain_http_to_a_remote_host(monkeypatch: pytes
         assert "must use https://" in str(err.value) and "sk-test" not in str(err.value)
     monkeypatch.delenv("OPENROUTER_API_KEY")
     assert load_settings().llm_base_url == url.rstrip("/")  # no key, nothing to leak
+
+
+@pytest.mark.parametrize("kind", ["greater_than_equal", "less_than_equal", "greater_than", "less_than"])
+def test_every_comparison_error_names_the_whole_range(kind: str) -> None:
+    err = {"loc": ("llm_timeout_seconds",), "input": 0, "type": kind, "msg": "pydantic's text", "ctx": {}}
+    assert _describe(err) == "LLM_TIMEOUT_SECONDS=0 is invalid: must be > 0 and <= 600"
+
+
+@pytest.mark.parametrize("bounds,rng", [
+    ({"lt": 5}, "< 5"),
+    ({"le": 9}, "<= 9"),
+    ({"ge": 1}, ">= 1"),
+    ({"gt": 0, "lt": 1}, "> 0 and < 1"),
+])
+def test_one_sided_and_strict_upper_bounds_are_described(monkeypatch: pytest.MonkeyPatch, bounds: dict,
+                                                         rng: str) -> None:
+    """Today every ranged field has two bounds and none uses `lt`; a field added with one bound
+    or with `lt=` must still get its range right (not "< None", not "<=" for "<")."""
+    monkeypatch.setitem(Settings.model_fields, "probe_field", Field(1, **bounds))
+    err = {"loc": ("probe_field",), "input": 7, "type": "less_than", "ctx": {}}
+    assert _describe(err) == f"PROBE_FIELD=7 is invalid: must be {rng}"
+
+
+def test_an_error_without_a_message_still_reads_invalid() -> None:
+    assert _describe({"loc": ("llm_model",), "input": "", "type": "something_new"}) == "LLM_MODEL='' is invalid: invalid"
+    assert _describe({"type": "model_level"}) == "invalid"
