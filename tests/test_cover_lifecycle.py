@@ -94,3 +94,49 @@ def test_a_closed_event_retracts_all_its_rule_covers_and_frees_the_key() -> None
     out, keep = logic.on_item(event_group(closed))
     assert {r.cover_id for r in out} == {c.id for c in first} and all(isinstance(r, CoverRetracted) for r in out)
     assert keep is StatefulLogic.DISCARD
+
+
+def test_a_resumed_diff_retracts_what_its_snapshot_held_and_no_longer_holds() -> None:
+    from operators.cover_lifecycle import LlmCoverDiff, pair_covers
+
+    three = Event(id="1", slug="", title="Who wins?", neg_risk=True, markets=(mk(1, "Ann"), mk(2, "Bo"), mk(3, "Cy")))
+    out, _ = RuleCoverDiff({"all_no-gone": ("y9",)}).on_item(group_event(three))
+    assert [r for r in out if isinstance(r, CoverRetracted)] == [CoverRetracted("all_no-gone", ("y9",))]
+    from polyalphascan.records import GroupImplication, ImplicationFound
+
+    g = group_event(three)
+    found = ImplicationFound(GroupImplication("1", "1", "implies", "1"), g, g)
+    out, _ = LlmCoverDiff({"llm-gone": ("y8",)}, pair_covers(0.98)).on_item(found)
+    assert CoverRetracted("llm-gone", ("y8",)) in out
+
+
+def test_pairs_over_the_cap_are_counted_in_the_group_handed_in() -> None:
+    from operators.cover_lifecycle import pair_covers
+    from operators.pairs import MAX_PAIRS_PER_IMPLICATION
+    from polyalphascan.metrics import MetricGroup
+    from polyalphascan.records import GroupImplication, ImplicationFound
+
+    many = [Market(id=str(i), event_id="e", question=f"Will {i} happen?", slug="", condition_id="", yes_token=f"y{i}",
+                   no_token=f"n{i}", group_item_title=f"Thing {i}x") for i in range(1, 25)]
+    premise = group_event(Event(id="p", slug="", title="Which things?", markets=tuple(many[:12])))
+    dated = [Market(id=str(100 + i), event_id="c", question=f"Will it happen by {i} 2030?", slug="", condition_id="",
+                    yes_token=f"y{100 + i}", no_token=f"n{100 + i}", group_item_title=f"{month} 2030")
+             for i, month in enumerate(["January", "February", "March", "April", "May", "June", "July", "August",
+                                        "September", "October", "November", "December"])]
+    conclusion = group_event(Event(id="c", slug="", title="By when?", markets=tuple(dated)))  # a mixed pair of shapes
+    m = MetricGroup("llm")
+    found = ImplicationFound(GroupImplication("p", "c", "implies", "p"), premise, conclusion)
+    covers = pair_covers(0.98, m)(found)  # 12 x 12 = 144 pairs licensed
+    assert len(covers) == MAX_PAIRS_PER_IMPLICATION == 100 and m.get("rejected_pairs_over_cap") == 44
+
+
+def test_single_premise_pairs_with_every_outcome_of_a_plain_event_and_empty_groups_pair_nothing() -> None:
+    from operators.pairs import market_pairs
+    from polyalphascan.records import Group, PartitionType
+
+    single = group_event(Event(id="s", slug="", title="Will X happen?", markets=(mk(1, ""),)))
+    plain = group_event(Event(id="c", slug="", title="Which?", markets=(mk(2, "Ann"), mk(3, "Bo"))))
+    assert single.partition_type is PartitionType.SINGLE and plain.partition_type is PartitionType.CANDIDATE
+    assert [(p.market_id, c.market_id) for p, c in market_pairs(single, plain)] == [("1", "2"), ("1", "3")]
+    empty = Group(event_id="e", title="gone", partition_type=PartitionType.SINGLE, markets=())
+    assert market_pairs(single, empty) == [] and market_pairs(empty, single) == []
