@@ -16,7 +16,6 @@ import asyncio
 import json
 import math
 import threading
-import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -32,6 +31,7 @@ from connectors.clob.protocol import (MAX_LEVELS_PER_SIDE, TS_MAX_AHEAD_MS, TS_M
                                       exchange_ts)
 from polyalphascan.metrics import MetricGroup
 from polyalphascan.records import PriceUpdate
+from tests.waiting import wait_for
 
 NOW = 1_700_000_000_000  # a realistic receive time (epoch ms)
 YEAR_2100 = 4_102_444_800_000
@@ -545,13 +545,6 @@ class Server:
         self._thread.join(5)
 
 
-def wait_for(cond: Callable[[], bool], timeout: float = 10.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(0.01)
-    raise AssertionError(f"timed out: {what}")
 
 
 def client(server: Server, tokens: set[str], metrics: MetricGroup, **kw: Any) -> ShardClient:

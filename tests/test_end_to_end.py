@@ -3,6 +3,7 @@ prices → Redis. Compared with the universe's independent ground truth."""
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -23,18 +24,13 @@ from polyalphascan.records import PortfolioUpsert
 from polyalphascan.scope import FlowScope
 from polyalphascan.settings import load_settings
 from standins.launcher import StandIns
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.slow
 PREFIX = "e2e"
 
 
-def wait_for(cond: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
+wait_for = functools.partial(wait_for, every=0.05)
 
 
 class RunningFlow:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
 
 import orjson
 import pytest
@@ -26,6 +25,7 @@ from polyalphascan.records import (
     PortfolioUpsert,
     Side,
 )
+from tests.waiting import wait_for
 
 PREFIX = "t"
 KEYS = RedisKeys(PREFIX)
@@ -47,13 +47,6 @@ def make_change(market_a: str, market_b: str, ask_a: float, ask_b: float, ts: in
     return PortfolioUpsert(quote, spec)
 
 
-def wait_for(cond: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(0.01)
-    raise AssertionError("condition not met in time")
 
 
 def test_upsert_writes_record_ranking_stream(redis_server: EmbeddedRedis, redis_client: redis.Redis) -> None:

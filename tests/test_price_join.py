@@ -16,7 +16,7 @@ import bytewax.operators as op
 from bytewax.dataflow import Dataflow
 from bytewax.inputs import DynamicSource, StatelessSourcePartition
 from bytewax.operators import StatefulLogic
-from bytewax.testing import TestingSink, TestingSource, cluster_main, run_main
+from bytewax.testing import TestingSink, cluster_main, run_main
 
 from operators.portfolio_join import CoverPricer, TokenFanout, portfolio_join
 from operators.pricing import price_cover

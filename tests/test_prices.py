@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import timedelta
 
 import bytewax.operators as op
@@ -22,15 +22,9 @@ from polyalphascan.metrics import MetricGroup
 from polyalphascan.records import Market
 from standins.clob_server import ClobFaults, ClobServer
 from standins.universe import Universe
+from tests.waiting import wait_for
 
 
-def wait_for(cond: Callable[[], bool], timeout: float = 10.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(0.01)
-    raise AssertionError(f"timed out: {what}")
 
 
 def markets(n: int, start: int = 0) -> list[Market]:

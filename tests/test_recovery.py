@@ -4,11 +4,11 @@ writes a final snapshot that the next run resumes from."""
 
 from __future__ import annotations
 
+import functools
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 
 import pytest
 import redis
@@ -18,18 +18,13 @@ from connectors.redis.layout import RedisKeys
 from connectors.redis.server import EmbeddedRedis
 from standins.launcher import StandIns
 from tests.flow_process import flow_env
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.slow
 PREFIX = "rec"
 
 
-def wait_for(cond: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
+wait_for = functools.partial(wait_for, every=0.1)
 
 
 def test_kill_9_and_resume(redis_server: EmbeddedRedis, tmp_path) -> None:  # noqa: ANN001

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
 
 import redis
 
 from connectors.redis.writer import WriteBehind, WriterMetricNames
 from polyalphascan.metrics import MetricGroup
+from tests.waiting import wait_for
 
 DEAD = "redis://127.0.0.1:1/0"  # nothing listens: the restart watch sees no server, writes are ours
 
@@ -21,13 +21,6 @@ def dead_client() -> redis.Redis:
     return redis.Redis.from_url(DEAD, socket_connect_timeout=0.1, socket_timeout=0.1)
 
 
-def wait_for(cond: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(0.01)
-    raise AssertionError("condition not met in time")
 
 
 class Recorder:

@@ -47,10 +47,6 @@ class AsyncRunner:
 
         self.sem = asyncio.run_coroutine_threadsafe(make(), self.loop).result()
 
-    @property
-    def stopped(self) -> bool:
-        return self._stopped
-
     def _gauge(self) -> None:
         if self.metrics is not None:
             self.metrics.set("in_flight", self.in_flight)

@@ -157,10 +157,6 @@ class TokenRegistry:
     def version(self) -> int:
         return int(self.client.get(self.version_key) or 0)
 
-    def complement(self, token: str) -> str | None:
-        raw = self.client.hget(self.info_key, token)
-        return orjson.loads(raw)["no_token"] if raw else None
-
     def complements(self, tokens: Iterable[str]) -> set[str]:
         """The NO tokens of these YES tokens (one HMGET): their book entries are expected, not errors."""
         toks = list(tokens)
