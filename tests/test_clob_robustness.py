@@ -619,3 +619,15 @@ def test_changes_before_the_book_ask_for_the_snapshot_again() -> None:
     finally:
         c.stop()
         server.close()
+
+
+def test_a_refused_timestamp_never_outranks_the_genuine_messages_after_it() -> None:
+    """The server stamped a genuine book at NOW-500; a poisoned change (2^64) is received late, at
+    NOW+1000; the genuine change the server sent just after the poison, stamped NOW-400, must still
+    be newer than the poison's stand-in stamp, or the Redis writer would refuse it as older."""
+    t = tracker("a")
+    (good,) = send(t, book("a", [("0.4", "1")], [("0.6", "1")], ts=NOW - 500), recv=NOW)
+    (poison,) = send(t, change(("a", "0.42", "1", "BUY"), ts=2**64), recv=NOW + 1000)
+    (after,) = send(t, change(("a", "0.42", "0", "BUY"), ts=NOW - 400), recv=NOW + 1001)  # the top goes back
+    assert good.exchange_ts_ms == NOW - 500 and poison.exchange_ts_ms == NOW - 500
+    assert after.exchange_ts_ms == NOW - 400 > poison.exchange_ts_ms and t.errors["rejected_timestamp"] == 1

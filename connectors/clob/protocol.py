@@ -18,7 +18,7 @@ never raised; the rest of the frame still applies:
   applied to either side;
 - `rejected_timestamp`: a server timestamp that is unreadable or outside
   [recv − `TS_MAX_BEHIND_MS`, recv + `TS_MAX_AHEAD_MS`]: the message still applies, stamped
-  with the receive time (an absurd timestamp such as 2^64 or the year 2100 never reaches
+  with the newest server timestamp accepted so far (the receive time before any) (an absurd timestamp such as 2^64 or the year 2100 never reaches
   `PriceUpdate.exchange_ts_ms`); a missing timestamp stays 0 ("unknown");
 - `rejected_depth`: levels beyond `MAX_LEVELS_PER_SIDE` on one side of a book, the
   farthest from the top dropped (one count per level dropped);
@@ -283,6 +283,7 @@ class BookTracker:
         self.last_error: dict[str, tuple[str, str]] = {}
         #: Whether the last `handle`d frame carried data about a subscribed token.
         self.touched = False
+        self.last_ts = 0  # the newest server timestamp accepted (what stands in for a refused one)
 
     def count(self, kind: str, token: str = "", detail: str = "", n: int = 1) -> None:
         self.errors[kind] += n
@@ -351,11 +352,17 @@ class BookTracker:
         return list(out.values())
 
     def _ts(self, msg: dict[str, Any], recv_ms: int) -> int:
+        """The message's server timestamp; a refused one becomes the newest server timestamp
+        accepted so far (the receive time only before any): stamped with our receive time, a
+        poisoned message could outrank the genuine ones the server sent just after it, and
+        the Redis writer refuses an update older than what it holds."""
         raw = msg.get("timestamp")
         ts, ok = exchange_ts(raw, recv_ms)
-        if not ok:
-            self.count("rejected_timestamp", str(msg.get("asset_id", ""))[:80], f"timestamp {raw!r:.60}")
-        return ts
+        if ok:
+            self.last_ts = max(self.last_ts, ts)
+            return ts
+        self.count("rejected_timestamp", str(msg.get("asset_id", ""))[:80], f"timestamp {raw!r:.60}")
+        return self.last_ts or ts
 
     def _levels(self, raw: Any, token: str) -> dict[float, float]:
         if not isinstance(raw, list):
