@@ -101,13 +101,9 @@ def test_poison_everywhere_flow_keeps_running_counts_and_converges(world, redis_
         # the injected title echoes (and unknown titles) named no candidate: ignored, counted
         assert read_metrics(client, keys, "llm").get("unmatched_titles", 0) >= standins.llm.stats.outcomes[
             "poison_injection"]
-        # a crossed book of a token some cover holds took that cover down until the true book came back
-        held = {lg.yes_token for c in standins.universe.ground_truth().covers.values() for lg in c.legs}
-        crossed = {a for k, a in standins.clob.stats.poisoned if k == "crossed_book"} & held
-        if crossed:
-            reasons = [f.get(b"reason") for _, f in client.xrange(keys.changes) if f.get(b"op") == b"remove"]
-            assert b"crossed_book" in reasons
-            assert read_metrics(client, keys, "portfolios").get("crossed_book", 0) >= 1
+        # (a crossed book removes a published portfolio until it uncrosses: asserted where it is
+        # deterministic, tests/test_join_lifecycle.py; here a crossed book may land before any
+        # cover on its token is priced, so only the convergence above speaks for it)
         assert errors["poller"]["errors_parse"] >= 3  # "²", 5,000 digits, markets ["x"] on the first poll
         assert errors["poller"]["rejected_id_jump"] >= 1
         def refused_counted() -> bool:  # each 5 MB reply refused once (the group is asked again later)
