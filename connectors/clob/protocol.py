@@ -18,8 +18,9 @@ never raised; the rest of the frame still applies:
   applied to either side;
 - `rejected_timestamp`: a server timestamp that is unreadable or outside
   [recv − `TS_MAX_BEHIND_MS`, recv + `TS_MAX_AHEAD_MS`]: the message still applies, stamped
-  with the newest server timestamp accepted so far (the receive time before any) (an absurd timestamp such as 2^64 or the year 2100 never reaches
-  `PriceUpdate.exchange_ts_ms`); a missing timestamp stays 0 ("unknown");
+  with the newest server timestamp accepted so far (the receive time before any): an absurd
+  timestamp such as 2^64 or the year 2100 never reaches `PriceUpdate.exchange_ts_ms`; a
+  missing timestamp stays 0 ("unknown");
 - `rejected_depth`: levels beyond `MAX_LEVELS_PER_SIDE` on one side of a book, the
   farthest from the top dropped (one count per level dropped);
 - `rejected_change_before_book`: a `price_change` level for a subscribed token whose
