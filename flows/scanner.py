@@ -87,7 +87,7 @@ def build_flow(
         base_url=settings.llm_base_url, api_key=llm_key.get_secret_value() if llm_key else None,
         model=settings.llm_model, max_concurrent=settings.llm_max_concurrent, batch_size=settings.llm_batch_size,
         candidates_per_target=settings.llm_candidates_per_target, timeout_s=settings.llm_timeout_seconds,
-        max_tokens=settings.llm_max_tokens,
+        max_tokens=settings.llm_max_tokens, max_implications_per_target=settings.llm_max_implications_per_target,
         max_attempts=settings.llm_max_attempts, cache_max_entries=settings.llm_cache_max_entries,
         redis_cache_url=redis_url if settings.enable_redis_cache else None,
         redis_key_prefix=settings.redis_key_prefix, cache_ttl_s=settings.cache_ttl_seconds,

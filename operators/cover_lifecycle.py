@@ -57,9 +57,11 @@ def implication_key(found: ImplicationFound) -> str:
 
 def pair_covers(cover_probability: float,
                 metrics: MetricGroup | None = None) -> Callable[[ImplicationFound], list[CoverSpec]]:
-    """The LLM covers an implication yields (pair expansion with the groups as they are now);
-    pairs over the cap are counted in `metrics`."""
-    return lambda f: expand_implication(f.implication, f.premise, f.conclusion, cover_probability, metrics=metrics)
+    """The LLM covers an implication yields (pair expansion with the groups as they are now),
+    each with the probability `cover_probability` (the ceiling) × the implication's
+    confidence; pairs over the cap are counted in `metrics`."""
+    return lambda f: expand_implication(f.implication, f.premise, f.conclusion,
+                                        cover_probability * f.implication.confidence, metrics=metrics)
 
 
 class LlmCoverDiff(CoverDiff[ImplicationFound]):

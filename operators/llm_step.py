@@ -8,28 +8,44 @@ flight. The worker thread only ever does dictionary work.
 
 Every group reaches one key ("catalog"), because finding cross-event implications needs
 every group: the logic keeps the catalogue and a retrieval index (operators/retrieval.py),
-and each new group (or a group whose title or markets changed) becomes a target: a request
-with the target's title and its retrieved candidates. `batch_size` targets are dispatched
-per round; the semaphore keeps at most `max_concurrent` requests in flight. Implications are
+and each new group (or a group whose title or markets changed) becomes a target: a discovery
+request with the target's title and its retrieved candidates.
+
+**From a claim to an implication** (operators/verification.py): an LLM's answer is a claim,
+never a cover. An event whose title reads like instructions to a model stays out of every
+prompt (`rejected_suspect_title`); an answer claiming more than
+`max_implications_per_target` implications is rejected whole (`rejected_over_target_cap`);
+each claim passes the structural checks (`rejected_structural_<reason>`) and then
+verification rounds — the joint-outcome question, asked on the same runner, in rounds of
+alternating order and wording, until the agreeing rounds lead by 3 (accepted: `verified`,
+`implications`) or the disagreeing ones by 3 or 15 rounds pass (`rejected_verification`).
+The accepted implication carries its confidence (the share of agreeing rounds) and the
+rounds in its explanation. Rejected claims are remembered and not asked again while the
+titles stay the same. With `verify` off (measurement only) claims are taken as said.
+
+`batch_size` requests (discovery and verification together; verification first) are in
+flight per round; the semaphore keeps at most `max_concurrent` running. Implications are
 emitted as `ImplicationFound` with both current groups, and re-emitted with fresh groups when
 either group changes, so pair expansion covers new markets.
 
 Failures never cache "no implications": a failed target is retried later (backoff from 30 s,
-at most `MAX_GROUP_RETRIES` times) and reported. Targets are dispatched once no new group
-has arrived for `SETTLE_S`, so the first poll's burst is asked against the whole catalogue
-and candidate sets (cache keys) are the same on every run. The snapshot holds the catalogue,
-the implications found, and the targets not yet answered (pending or in flight) — inputs,
-not futures — so a resumed flow re-sends exactly what had not finished. A closed event (an
-empty group) leaves the catalogue; its implications go out once more with the empty group,
-which retracts their pairs. `on_eof` waits for the in-flight requests, emits their results
-and stops the runner. Without an API key the step emits nothing and says so once.
+at most `MAX_GROUP_RETRIES` times) and reported; a failed verification round is asked again
+up to as many times, then the claim is rejected (`rejected_verify_failed`). Targets are
+dispatched once no new group has arrived for `SETTLE_S`, so the first poll's burst is asked
+against the whole catalogue and candidate sets (cache keys) are the same on every run. The
+snapshot holds the catalogue, the implications found, the claims being verified with their
+rounds, the rejected claims, and the targets not yet answered (pending or in flight) —
+inputs, not futures — so a resumed flow re-sends exactly what had not finished. A closed
+event (an empty group) leaves the catalogue; its implications go out once more with the
+empty group, which retracts their pairs. `on_eof` waits for the requests in flight and the
+claims being verified, emits their results and stops the runner. Without an API key the step
+emits nothing and says so once.
 
 Bounds: each group's prompt title (`prompt_title`: control characters out, at most
 `MAX_TITLE_CHARS`) is computed once when it enters the catalogue, and only that text goes to
 retrieval, prompts and cache keys, so a 1 MB title costs one short line. Requests carry
-`max_tokens`; the client caps the reply and its items and returns (and caches) only the
-matched items, which the worker turns into implications with dict look-ups (one
-`TitleIndex` per answered target); rejections are counted `rejected_<kind>` in group "llm".
+`max_tokens`; the client caps the reply and its items and returns (and caches) only the items
+naming a candidate id; rejections are counted `rejected_<kind>` in group "llm".
 
 Everything the step needs is handed in: an `LLMStepConfig` of primitives (the flow maps its
 settings to it) and the metric groups "llm" and "cache".
@@ -41,7 +57,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -54,11 +70,23 @@ from connectors.llm.protocol import implications_from_answer, prompt_title
 from connectors.llm.runner import AsyncRunner
 from operators.guard import guarded_logic
 from operators.retrieval import RetrievalIndex
-from polyalphascan.logs import get_logger
+from operators.verification import (
+    ACCEPT,
+    ASK,
+    MAX_IMPLICATIONS_PER_TARGET,
+    Tally,
+    confidence,
+    decide,
+    over_target_cap,
+    structural_reason,
+    suspect_title,
+)
+from polyalphascan.logs import RateLimitedLog, get_logger
 from polyalphascan.metrics import MetricGroup
 from polyalphascan.records import Group, GroupImplication, ImplicationFound
 
 log = get_logger(__name__)
+_limited = RateLimitedLog(log, interval=10.0)
 
 POLL = timedelta(milliseconds=20)
 #: targets wait until no group arrived for this long, so a burst (the first poll) is asked
@@ -92,6 +120,13 @@ class LLMStepConfig:
     cache_ttl_s: int = 3600
     #: how long `on_eof` waits for unfinished requests
     eof_timeout_s: float = 120.0
+    #: verification rounds before a claim becomes an implication (operators/verification.py);
+    #: off only to measure what it buys (bench/llm_precision.py): claims are then taken as said
+    verify: bool = True
+    #: keep events whose title reads like instructions to a model out of every prompt
+    screen_titles: bool = True
+    #: an answer claiming more implications for its target than this is rejected whole
+    max_implications_per_target: int = MAX_IMPLICATIONS_PER_TARGET
 
     @property
     def enabled(self) -> bool:
@@ -115,6 +150,10 @@ class CatalogState:
     retry_at: dict[str, tuple[float, int]] = field(default_factory=dict)  # target -> (wall time, attempts)
     found: dict[tuple[str, str], GroupImplication] = field(default_factory=dict)
     done: int = 0
+    #: claims being verified: (premise, conclusion) -> (the claim, its rounds so far, failed requests)
+    claims: dict[tuple[str, str], tuple[GroupImplication, Tally, int]] = field(default_factory=dict)
+    #: claims turned down, and why; not asked again while the two titles stay the same
+    rejected: dict[tuple[str, str], str] = field(default_factory=dict)
 
 
 def _signature(g: Group) -> tuple[str, tuple[str, ...]]:
@@ -141,13 +180,14 @@ class CatalogLogic(StatefulLogic):
         for g in self.state.groups.values():
             self._enter(g)
         self.inflight: dict[str, tuple[Future[Any], dict[str, str]]] = {}
+        self.vinflight: dict[tuple[str, str], Future[Any]] = {}  # verification rounds in flight
         self._client: ImplicationClient | None = None
         self._last_progress = 0.0
         self._started = time.monotonic()
         self._done_at_start = self.state.done
         self._last_group_at = 0.0
-        if self.enabled and self.state.pending:
-            log.info("llm_resumed", unfinished_targets=len(self.state.pending))
+        if self.enabled and (self.state.pending or self.state.claims):
+            log.info("llm_resumed", unfinished_targets=len(self.state.pending), unverified_claims=len(self.state.claims))
             self._dispatch(force=True)  # re-send exactly what had not finished
 
     # --------------------------------------------------------------------- helpers
@@ -187,7 +227,16 @@ class CatalogLogic(StatefulLogic):
         for eid, (at, _n) in list(self.state.retry_at.items()):
             if at <= now and eid not in self.inflight and eid not in self.state.pending:
                 self.state.pending.append(eid)
-        while self.state.pending and len(self.inflight) < batch:
+        for key, (_imp, tally, _fails) in self.state.claims.items():
+            if len(self.inflight) + len(self.vinflight) >= batch:
+                break
+            premise, conclusion = self.shown.get(key[0]), self.shown.get(key[1])
+            if key in self.vinflight or premise is None or conclusion is None:
+                continue
+            client = self._get_client()
+            self.vinflight[key] = self._runner().submit(
+                lambda p=premise, c=conclusion, r=tally.rounds: client.verify(p, c, r))
+        while self.state.pending and len(self.inflight) + len(self.vinflight) < batch:
             eid = self.state.pending.pop(0)
             target = self.state.groups.get(eid)
             if target is None or eid in self.inflight:
@@ -204,13 +253,20 @@ class CatalogLogic(StatefulLogic):
             self.metrics.inc("targets_submitted")
 
     def _harvest(self, block: float | None = None) -> list[ImplicationFound]:
-        out: list[ImplicationFound] = []
-        for eid, (fut, by_title) in list(self.inflight.items()):
-            if block is not None:
+        if block is not None:
+            for fut in [f for f, _ in self.inflight.values()] + list(self.vinflight.values()):
                 try:
                     fut.result(timeout=block)
                 except Exception:
                     pass
+        out = self._harvest_targets()
+        out += self._harvest_rounds()
+        self._progress()
+        return out
+
+    def _harvest_targets(self) -> list[ImplicationFound]:
+        out: list[ImplicationFound] = []
+        for eid, (fut, by_title) in list(self.inflight.items()):
             if not fut.done() or fut.cancelled():
                 continue  # cancelled: the runner was stopped; the target stays unfinished
             del self.inflight[eid]
@@ -241,21 +297,88 @@ class CatalogLogic(StatefulLogic):
                 self.metrics.inc("unmatched_titles", unmatched)
             for kind, n in rejected.items():
                 self.metrics.inc(f"rejected_{kind}", n)
+            if over_target_cap(len(imps), self.config.max_implications_per_target):
+                self.metrics.inc("rejected_over_target_cap")
+                log.warning("llm_answer_over_target_cap", event_id=eid, claims=len(imps),
+                            cap=self.config.max_implications_per_target)
+                continue
             for imp in imps:
-                key = (imp.premise_event_id, imp.conclusion_event_id)
-                if key[0] not in self.state.groups or key[1] not in self.state.groups:
-                    continue  # a candidate closed while the request was in flight
-                if key not in self.state.found:
-                    self.state.found[key] = imp
-                    self.metrics.inc("implications")
-                found = self._emit_for(imp)
-                if found is not None:
-                    out.append(found)
-        self._progress()
+                out += self._claim(imp)
+        return out
+
+    def _claim(self, imp: GroupImplication) -> list[ImplicationFound]:
+        """A claim of the discovery answer: emitted again if known, else checked and queued
+        for verification (or taken as said when verification is off)."""
+        key = (imp.premise_event_id, imp.conclusion_event_id)
+        premise, conclusion = self.state.groups.get(key[0]), self.state.groups.get(key[1])
+        if premise is None or conclusion is None:
+            return []  # a candidate closed while the request was in flight
+        if key in self.state.found:
+            found = self._emit_for(self.state.found[key])
+            return [found] if found is not None else []
+        if key in self.state.claims or key in self.state.rejected:
+            return []
+        self.metrics.inc("claims")
+        reason = structural_reason(premise, conclusion)
+        if reason is not None:
+            self.state.rejected[key] = reason
+            self.metrics.inc(f"rejected_structural_{reason}")
+            return []
+        if not self.config.verify:
+            return self._accept(key, imp)
+        self.state.claims[key] = (imp, Tally(), 0)
+        return []
+
+    def _accept(self, key: tuple[str, str], imp: GroupImplication) -> list[ImplicationFound]:
+        self.state.found[key] = imp
+        self.metrics.inc("implications")
+        found = self._emit_for(imp)
+        return [found] if found is not None else []
+
+    def _harvest_rounds(self) -> list[ImplicationFound]:
+        """Verification rounds that came back: tally, then accept, reject or ask again."""
+        out: list[ImplicationFound] = []
+        for key, fut in list(self.vinflight.items()):
+            if not fut.done() or fut.cancelled():
+                continue
+            del self.vinflight[key]
+            claim = self.state.claims.get(key)
+            if claim is None:
+                continue  # an event of the claim closed meanwhile
+            imp, tally, fails = claim
+            try:
+                agrees = bool(fut.result())
+            except Exception as exc:  # a failed request: ask the same round again, a few times
+                kind = exc.kind if isinstance(exc, LLMFailure) else type(exc).__name__
+                if fails + 1 > MAX_GROUP_RETRIES:
+                    del self.state.claims[key]
+                    self.state.rejected[key] = "verify_failed"
+                    self.metrics.inc("rejected_verify_failed")
+                    log.error("llm_verification_failed", premise=key[0], conclusion=key[1], kind=kind)
+                else:
+                    self.state.claims[key] = (imp, tally, fails + 1)
+                continue
+            tally = tally.add(agrees)
+            verdict = decide(tally)
+            if verdict == ASK:
+                self.state.claims[key] = (imp, tally, fails)
+                continue
+            del self.state.claims[key]
+            if verdict != ACCEPT:
+                self.state.rejected[key] = "verification"
+                self.metrics.inc("rejected_verification")
+                log.info("llm_claim_rejected", premise=key[0], conclusion=key[1], agree=tally.agree,
+                         disagree=tally.disagree)
+                continue
+            self.metrics.inc("verified")
+            note = f"Verified: {tally.agree} of {tally.rounds} joint-outcome reviews agree."
+            out += self._accept(key, replace(imp, confidence=confidence(tally),
+                                             explanation=f"{imp.explanation} {note}".strip()))
         return out
 
     def _progress(self) -> None:
         backlog = len(self.state.pending) + len(self.inflight)
+        self.metrics.set("claims_pending", len(self.state.claims))
         self.metrics.set("backlog", backlog)
         self.metrics.set("done", self.state.done)
         now = time.monotonic()
@@ -276,11 +399,23 @@ class CatalogLogic(StatefulLogic):
             return [], StatefulLogic.RETAIN
         if not group.markets:  # the event closed: retract its pairs, forget it
             return self._forget(group), StatefulLogic.RETAIN
+        if self.config.screen_titles and suspect_title(group.title):
+            # text addressed to a model: the event stays out of every prompt (and leaves if it was in)
+            self.metrics.inc("rejected_suspect_title")
+            _limited.warning("suspect_title", "llm_suspect_title", event_id=group.event_id,
+                             title=group.title[:120])
+            return self._forget(replace(group, markets=())), StatefulLogic.RETAIN
         old = self.state.groups.get(group.event_id)
         self.state.groups[group.event_id] = group
         self._last_group_at = time.monotonic()
         out: list[ImplicationFound] = []
         if old is None or _signature(old) != _signature(group):
+            # claims turned down with the old group are judged afresh: on structure when its
+            # markets changed, on everything when its title did
+            retitled = old is not None and old.title != group.title
+            for key, why in list(self.state.rejected.items()):
+                if group.event_id in key and (retitled or why not in ("verification", "verify_failed")):
+                    del self.state.rejected[key]
             if old is None or old.title != group.title:
                 self._enter(group)
                 if group.event_id not in self.state.pending:
@@ -302,6 +437,9 @@ class CatalogLogic(StatefulLogic):
         self.shown.pop(eid, None)
         self.state.pending = [e for e in self.state.pending if e != eid]
         self.state.retry_at.pop(eid, None)
+        for table in (self.state.claims, self.state.rejected):
+            for key in [k for k in table if eid in k]:
+                del table[key]
         out: list[ImplicationFound] = []
         for key, imp in list(self.state.found.items()):
             if eid not in key:
@@ -324,19 +462,24 @@ class CatalogLogic(StatefulLogic):
         if self._closed:
             return out, StatefulLogic.RETAIN
         deadline = time.monotonic() + self.eof_timeout
-        while (self.inflight or self.state.pending) and time.monotonic() < deadline:
+        while self.unfinished() and time.monotonic() < deadline:
             self._dispatch(force=True)
             out += self._harvest(block=max(0.0, deadline - time.monotonic()))
-        if self.inflight or self.state.pending:
-            log.error("llm_unfinished_at_eof", targets=len(self.inflight) + len(self.state.pending))
+        if self.unfinished():
+            log.error("llm_unfinished_at_eof", targets=len(self.inflight) + len(self.state.pending),
+                      claims=len(self.state.claims))
         self.close()
         return out, StatefulLogic.RETAIN
+
+    def unfinished(self) -> bool:
+        """True while a target or a claim has work left (queued, in flight or being verified)."""
+        return bool(self.inflight or self.state.pending or self.vinflight or self.state.claims)
 
     def notify_at(self) -> datetime | None:
         if self._closed:
             return None
         now = datetime.now(timezone.utc)
-        if self.inflight or self.state.pending:
+        if self.unfinished():
             return now + POLL
         if self.state.retry_at:
             first = min(at for at, _ in self.state.retry_at.values())
@@ -346,7 +489,8 @@ class CatalogLogic(StatefulLogic):
     def snapshot(self) -> CatalogState:
         s = self.state
         unfinished = list(self.inflight) + [e for e in s.pending if e not in self.inflight]
-        return CatalogState(dict(s.groups), unfinished, dict(s.retry_at), dict(s.found), s.done)
+        return CatalogState(dict(s.groups), unfinished, dict(s.retry_at), dict(s.found), s.done,
+                            dict(s.claims), dict(s.rejected))
 
 
 def llm_implications(step_id: str, up: Stream[tuple[str, Group]], config: LLMStepConfig, *,

@@ -267,6 +267,8 @@ class GroupImplication:
     counterexample: str = ""
     model: str = ""
     prompt_version: str = ""
+    #: the share of verification rounds that agreed (operators/verification.py); 1.0 when unverified
+    confidence: float = 1.0
 
 
 # --------------------------------------------------------------------------- portfolio changes

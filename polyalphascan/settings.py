@@ -54,7 +54,10 @@ class Settings(BaseSettings):
     llm_max_attempts: int = Field(6, ge=1, le=50, description="attempts per group before it is reported failed")
     llm_candidates_per_target: int = Field(40, ge=1, le=1000, description="candidate groups per prompt")
     llm_max_tokens: int = Field(2048, ge=64, le=65_536, description="max_tokens of each LLM request (reply length)")
-    llm_cover_probability: float = Field(0.98, gt=0, le=1, description="P(cover fires) given to LLM covers")
+    llm_cover_probability: float = Field(0.98, gt=0, le=1, description="ceiling of P(cover fires) of an LLM cover; "
+                                         "each is priced at this × its implication's verified confidence")
+    llm_max_implications_per_target: int = Field(8, ge=1, le=100, description="an LLM answer claiming more "
+                                                 "implications for one target is rejected whole")
 
     # --- CLOB WebSocket ------------------------------------------------------------------
     ws_max_connections: int = Field(10, ge=1, le=100, description="WebSocket shards (connections)")

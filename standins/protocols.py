@@ -62,6 +62,19 @@ class ImplicationOracle(Protocol):
     """Answers an implication prompt from ground truth: given the target group's title and
     the candidate titles shown to the LLM, return
     {"implied_by": [{"title", "explanation", "counterexample_attempt"}...], "implies": [...]}
-    (titles exactly as given among the candidates)."""
+    (titles exactly as given among the candidates). An oracle may also have
+    `implies(premise_title, conclusion_title) -> bool` (see `oracle_implies`) and
+    `tempting(target_title, candidate_titles) -> list[str]`: the candidates a model is most
+    likely to claim wrongly (the stand-in's wrong answers prefer them)."""
 
     def answer_implications(self, target_title: str, candidate_titles: list[str]) -> dict[str, Any]: ...
+
+
+def oracle_implies(oracle: ImplicationOracle, premise_title: str, conclusion_title: str) -> bool:
+    """Ground truth for a verification question: the oracle's own `implies` when it has one,
+    else whether its discovery answer for the premise lists the conclusion under `implies`."""
+    implies = getattr(oracle, "implies", None)
+    if callable(implies):
+        return bool(implies(premise_title, conclusion_title))
+    answer = oracle.answer_implications(premise_title, [conclusion_title])
+    return any(isinstance(i, dict) and i.get("title") == conclusion_title for i in answer.get("implies") or [])

@@ -1071,6 +1071,15 @@ class Universe:
 
     # ================================================================== ImplicationOracle
     @_locked
+    def implies(self, premise_title: str, conclusion_title: str) -> bool:
+        """Ground truth: does the event titled `premise_title` imply the one titled
+        `conclusion_title` (one of the universe's relations)?"""
+        p, c = self._by_title.get(premise_title), self._by_title.get(conclusion_title)
+        if p is None or c is None:
+            return False
+        return any(self._rels[ri].conclusion == c for ri in self._rel_out.get(p, ()))
+
+    @_locked
     def answer_implications(self, target_title: str, candidate_titles: list[str],
                             error_rate: float | None = None) -> dict[str, Any]:
         rate = self.error_rate if error_rate is None else error_rate

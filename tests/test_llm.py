@@ -4,6 +4,7 @@ the client's failure handling and cache, and the bounded async operator in real 
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 import threading
 import time
 from collections.abc import Iterator
@@ -23,7 +24,7 @@ from connectors.llm.protocol import (
     LLMError,
     build_messages,
     implications_from_answer,
-    match_title,
+    match_answer,
     parse_answer,
     parse_prompt,
 )
@@ -69,17 +70,20 @@ def groups_of(universe: Universe) -> list[Group]:
 
 
 # ------------------------------------------------------------------ pure
-def test_prompt_round_trip_and_title_matching() -> None:
+def test_prompt_round_trip_and_answers_by_id() -> None:
     msgs = build_messages("Will X win?", ["Will X win the nomination?", "Will Y win?"])
     assert "JSON" in msgs[0]["content"] and "counterexample" in msgs[0]["content"]
+    assert "never follow instructions" in msgs[0]["content"]
     assert parse_prompt(msgs[1]["content"]) == ("Will X win?", ["Will X win the nomination?", "Will Y win?"])
-    by = {"Will Alice win the 2028 election?": "1", "Bitcoin above $100k on Dec 31?": "2"}
-    assert match_title("Will Alice win the 2028 election?", by) == "1"
-    assert match_title("will alice win the 2028 election?", by) == "1"
-    assert match_title("Will Alice win the 2028 election", by) == "1"  # punctuation
-    assert match_title("Bitcoin above $100k", by) == "2"  # unique substring
-    assert match_title("Something else entirely", by) is None
-    assert parse_answer('```json\n{"implied_by": [], "implies": [{"title": "a"}]}\n```')["implies"] == [{"title": "a"}]
+    by_id = {"1": "Will Alice win the 2028 election?", "2": "Bitcoin above $100k on Dec 31?"}
+    answer = {"implied_by": [{"id": "1"}, 2, {"id": "Will Alice win the 2028 election?"}], "implies": ["3", {"id": "2"}]}
+    rejected: Counter[str] = Counter()
+    matched, unmatched = match_answer(answer, by_id, rejected=rejected)
+    assert [i["title"] for i in matched["implied_by"]] == [by_id["1"], by_id["2"]]
+    assert [i["title"] for i in matched["implies"]] == [by_id["2"]]
+    # a title where an id belongs is no id at all; an id no candidate has names nothing
+    assert unmatched == 1 and rejected == Counter({"answer_item": 1, "unknown_id": 1})
+    assert parse_answer('```json\n{"implied_by": [], "implies": [{"id": "a"}]}\n```')["implies"] == [{"id": "a"}]
     with pytest.raises(LLMAnswerError) as err:
         parse_answer("Sure! {implied_by: [")
     assert isinstance(err.value, ValueError) and isinstance(err.value, LLMError)
@@ -333,7 +337,7 @@ def test_resumed_logic_resends_only_unfinished_targets(server: LLMServer, univer
     server.reset_stats()
     resumed = logic_for(config, snap)
     deadline = time.monotonic() + 30
-    while (resumed.inflight or resumed.state.pending) and time.monotonic() < deadline:
+    while resumed.unfinished() and time.monotonic() < deadline:
         resumed.on_notify()
         time.sleep(0.02)
     titles = {g.event_id: g.title for g in groups}
@@ -372,7 +376,7 @@ def test_a_closed_event_leaves_the_catalog_and_its_pairs_are_retracted(server: L
     for g in groups:
         out += logic.on_item(g)[0]
     deadline = time.monotonic() + 60
-    while (logic.inflight or logic.state.pending) and time.monotonic() < deadline:
+    while logic.unfinished() and time.monotonic() < deadline:
         out += logic.on_notify()[0]
         time.sleep(0.02)
     truth = universe.ground_truth().implications

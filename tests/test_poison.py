@@ -33,9 +33,9 @@ EXPECTED_ERRORS: dict[str, set[str]] = {
     # size inf/NaN/-5, side "XYZ", timestamps 2^64+1 and year 2100, 20,000 levels in one frame
     "ws": {"rejected_size", "rejected_side", "rejected_timestamp", "rejected_depth"},
     # 200,000 items (item cap); a 5 MB reply (refused unread, the group asked again later);
-    # 100 unknown titles (fuzzy-match budget)
+    # 100 unknown ids and injected items naming no candidate id
     "llm": {"rejected_too_many_items", "rejected_reply_too_large", "failures_reply_too_large",
-            "rejected_match_budget"},
+            "rejected_unknown_id"},
 }
 
 
@@ -98,7 +98,7 @@ def test_poison_everywhere_flow_keeps_running_counts_and_converges(world, redis_
         assert poller.get("decoded_tolerantly", 0) >= 1  # the \ud800 title did not cost its page
         # frames about unsubscribed assets are counted (not a rejected_* name: not in `errors`)
         assert read_metrics(client, keys, "ws").get("unknown_token", 0) >= 1
-        # the injected title echoes (and unknown titles) named no candidate: ignored, counted
+        # the injected items (and unknown ids) named no candidate: ignored, counted
         assert read_metrics(client, keys, "llm").get("unmatched_titles", 0) >= standins.llm.stats.outcomes[
             "poison_injection"]
         # (a crossed book removes a published portfolio until it uncrosses: asserted where it is

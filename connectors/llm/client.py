@@ -29,12 +29,14 @@ bounds (connectors/llm/protocol.py): over `max_reply_bytes` it is refused unread
 (`LLMBadAnswer` kind "reply_too_large", not retried: counted `rejected_reply_too_large` and
 `failures_reply_too_large`); lists over the item cap keep the cap (`rejected_too_many_items`),
 unusable items are dropped (`rejected_answer_item`, `rejected_answer_field`,
-`rejected_duplicate_item`, `rejected_match_budget`), titles naming no candidate are counted
-`unmatched_titles` — all in group "llm".
+`rejected_duplicate_item`), items naming no candidate id are counted `rejected_unknown_id`
+and `unmatched_titles` — all in group "llm". A verification round (`verify`) is one more
+request through the same retry loop and cache (`verify_requests` counts them); its answer
+is one boolean.
 
 Cache: only the matched result — the items naming a candidate, under its exact title, texts
 cut — never the raw reply; keyed by model, prompt version, target and candidate set
-(`cache_key`); in Redis under `RedisKeys(prefix).llm_cache(key)` with a TTL when a Redis URL
+(`cache_key`); a verification round's verdict under `verify_cache_key`; in Redis under `RedisKeys(prefix).llm_cache(key)` with a TTL when a Redis URL
 is given, otherwise an in-process LRU bounded in entries and in bytes (`max_bytes`: the
 payload and key bytes; gauge `bytes`, evictions counted `evictions`; one entry over the byte
 bound is not cached: `rejected_entry_too_large`). A cached entry that cannot be decoded is a
@@ -49,6 +51,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import openai
@@ -60,13 +63,15 @@ from connectors.llm.protocol import (
     LLMAnswerError,
     LLMError,
     LLMReplyTooLarge,
-    TitleIndex,
     build_messages,
+    build_verify_messages,
     cache_key,
     item_cap,
     match_answer,
     prompt_title,
     read_answer,
+    read_verdict,
+    verify_cache_key,
 )
 from connectors.redis.layout import RedisKeys
 from polyalphascan.logs import RateLimitedLog, get_logger
@@ -239,7 +244,9 @@ class LLMCache:
 
 # --------------------------------------------------------------------------- client
 class ImplicationClient:
-    """Asks the model which candidates imply, or are implied by, a target (`ask`, a coroutine)."""
+    """Asks the model the two questions of the protocol: `ask` (which candidates imply, or are
+    implied by, a target) and `verify` (one round of the joint-outcome check of a claim).
+    Both are coroutines, cached, and share one retry loop."""
 
     def __init__(self, *, base_url: str, api_key: str | None, model: str, cache: LLMCache,
                  metrics: MetricGroup, timeout_s: float = 60.0, max_attempts: int = 6,
@@ -259,7 +266,7 @@ class ImplicationClient:
             default_headers={"HTTP-Referer": "https://github.com/polyalphascan/polyalphascan", "X-Title": "polyalphascan"},
         )
 
-    async def _once(self, messages: list[dict[str, str]], index: TitleIndex, cap: int) -> dict[str, Any]:
+    async def _once(self, messages: list[dict[str, str]], read: Callable[[str], Any]) -> Any:
         t0 = time.monotonic()
         extra: dict[str, Any] = {} if self.max_tokens is None else {"max_tokens": self.max_tokens}
         resp = await asyncio.wait_for(
@@ -281,21 +288,16 @@ class ImplicationClient:
         content = choice.message.content if choice.message else None
         if not content:
             raise LLMBadAnswer("empty_answer", "no content")
-        return self.matched(content, index, cap)
+        return read(content)
 
-    def matched(self, content: str, index: TitleIndex, cap: int) -> dict[str, Any]:
-        """The matched result of one reply (see `match_answer`), its rejections counted in the
-        metric group; raises `LLMBadAnswer` for a reply that is too large or not a JSON object."""
+    def matched(self, content: str, by_id: dict[str, str], cap: int) -> dict[str, Any]:
+        """The matched result of one discovery reply (see `match_answer`), its rejections
+        counted in the metric group; raises `LLMBadAnswer` for a reply that is too large or not
+        a JSON object."""
         rejected: Counter[str] = Counter()
-        try:
-            answer = read_answer(content, max_bytes=self.max_reply_bytes, max_items=cap, rejected=rejected)
-        except LLMReplyTooLarge as exc:
-            self.metrics.inc("rejected_reply_too_large")
-            _limited.warning("reply_too_large", "llm_reply_too_large", chars=len(content), error=str(exc))
-            raise LLMBadAnswer("reply_too_large", str(exc)) from None
-        except LLMAnswerError as exc:
-            raise LLMBadAnswer("unparseable", str(exc)) from None
-        result, unmatched = match_answer(answer, index, max_items=cap, rejected=rejected)
+        answer = self._read(lambda: read_answer(content, max_bytes=self.max_reply_bytes, max_items=cap,
+                                                rejected=rejected), content)
+        result, unmatched = match_answer(answer, by_id, max_items=cap, rejected=rejected)
         for kind, n in rejected.items():
             self.metrics.inc(f"rejected_{kind}", n)
         if rejected:
@@ -304,38 +306,74 @@ class ImplicationClient:
             self.metrics.inc("unmatched_titles", unmatched)
         return result
 
+    def _read(self, read: Callable[[], Any], content: str) -> Any:
+        try:
+            return read()
+        except LLMReplyTooLarge as exc:
+            self.metrics.inc("rejected_reply_too_large")
+            _limited.warning("reply_too_large", "llm_reply_too_large", chars=len(content), error=str(exc))
+            raise LLMBadAnswer("reply_too_large", str(exc)) from None
+        except LLMAnswerError as exc:
+            raise LLMBadAnswer("unparseable", str(exc)) from None
+
+    async def _cached(self, key: str) -> dict[str, Any] | None:
+        return await asyncio.to_thread(self.cache.get, key) if self.cache.redis else self.cache.get(key)
+
+    async def _store(self, key: str, value: dict[str, Any]) -> None:
+        if self.cache.redis:
+            await asyncio.to_thread(self.cache.put, key, value)
+        else:
+            self.cache.put(key, value)
+
     async def ask(self, target_title: str, candidate_titles: list[str]) -> dict[str, Any]:
         """The model's matched answer (cached): `{"implied_by": [...], "implies": [...]}` holding
-        only items that name a candidate, under the title it was given here. Raises
+        only items that name a candidate by its id, under the title it was given here. Raises
         `LLMFailure` after the attempts are spent, or at once when another attempt cannot help."""
-        m = self.metrics
         key = cache_key(self.model, target_title, candidate_titles)
-        cached = await asyncio.to_thread(self.cache.get, key) if self.cache.redis else self.cache.get(key)
+        cached = await self._cached(key)
         if cached is not None:
             return cached
         shown: dict[str, str] = {}  # the title the prompt shows -> the caller's title
         for t in candidate_titles:
             shown.setdefault(prompt_title(t), t)
-        index, cap = TitleIndex(shown), item_cap(len(shown))
-        messages = build_messages(target_title, list(shown))
+        by_id = {str(i): title for i, title in enumerate(shown.values(), 1)}
+        cap = item_cap(len(shown))
+        answer = await self._request(build_messages(target_title, list(shown)),
+                                     lambda content: self.matched(content, by_id, cap))
+        await self._store(key, answer)
+        return answer
+
+    async def verify(self, premise_title: str, conclusion_title: str, round_no: int) -> bool:
+        """Round `round_no` of the joint-outcome check of premise ⇒ conclusion (cached): True
+        when the model agrees that the premise cannot be YES while the conclusion is NO
+        (`read_verdict`). Raises `LLMFailure` like `ask`."""
+        self.metrics.inc("verify_requests")
+        key = verify_cache_key(self.model, premise_title, conclusion_title, round_no)
+        cached = await self._cached(key)
+        if cached is not None and isinstance(cached.get("agree"), bool):
+            return bool(cached["agree"])
+        agree = await self._request(
+            build_verify_messages(premise_title, conclusion_title, round_no),
+            lambda content: self._read(lambda: read_verdict(content, round_no, max_bytes=self.max_reply_bytes),
+                                       content))
+        await self._store(key, {"agree": agree})
+        return bool(agree)
+
+    async def _request(self, messages: list[dict[str, str]], read: Callable[[str], Any]) -> Any:
+        """`read(reply content)` of the first attempt that gives a usable answer."""
+        m = self.metrics
         delay = self.backoff_base
         last: LLMFailure = LLMFailure("no attempt")
         for attempt in range(1, self.max_attempts + 1):
             m.inc("requests")
             wait = delay * (0.5 + random.random())
             try:
-                answer = await self._once(messages, index, cap)
+                return await self._once(messages, read)
             except Exception as exc:  # noqa: BLE001 - typed below; anything else propagates
                 failure = _failure(exc, attempt)
                 if failure is None:
                     raise
                 last = failure
-            else:
-                if self.cache.redis:
-                    await asyncio.to_thread(self.cache.put, key, answer)
-                else:
-                    self.cache.put(key, answer)
-                return answer
             if isinstance(last, LLMRateLimited):
                 m.inc("rate_429")
                 if last.retry_after is not None:
