@@ -15,11 +15,9 @@ import orjson
 from connectors.llm.protocol import (
     MAX_REPLY_BYTES,
     LLMAnswerError,
-    TitleIndex,
     build_messages,
     item_cap,
     match_answer,
-    prompt_title,
     read_answer,
 )
 from operators.pairs import expand_implication
@@ -34,14 +32,14 @@ def timed(label: str, fn) -> None:  # noqa: ANN001
 
 def main() -> None:
     cands = [f"Will candidate number {i} win the 2028 election?" for i in range(40)]
-    index = TitleIndex({prompt_title(t): t for t in cands})
+    by_id = {str(i): t for i, t in enumerate(cands, 1)}  # the ids the prompt gives the candidates
     cap = item_cap(len(cands))
-    reply = orjson.dumps({"implied_by": [cands[1]] + ["u"] * 200_000}).decode()
+    reply = orjson.dumps({"implied_by": ["2"] + ["u"] * 200_000}).decode()
 
     def read_and_match() -> str:
         rejected: Counter[str] = Counter()
         answer = read_answer(reply, max_items=cap, rejected=rejected)
-        matched, unmatched = match_answer(answer, index, max_items=cap, rejected=rejected)
+        matched, unmatched = match_answer(answer, by_id, max_items=cap, rejected=rejected)
         return f"matched={sum(map(len, matched.values()))} unmatched={unmatched} {dict(rejected)}"
 
     timed(f"reply with 200k items ({len(reply) // 1024} KiB)", read_and_match)

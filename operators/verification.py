@@ -47,9 +47,11 @@ MAX_IMPLICATIONS_PER_TARGET = 8
 ACCEPT, REJECT, ASK = "accept", "reject", "ask"
 
 _SUSPECT = re.compile(
-    r"\b(ignore|disregard|forget|override)\b.{0,40}\b(instructions?|prompts?|rules|above|previous|prior)\b"
+    r"\b(ignore|disregard|forget|override)\b.{0,40}\b(instructions?|prompts?|system message"
+    r"|(rules|text|everything) (above|before))\b"
+    r"|\b(previous|prior|above) (instructions|rules|messages)\b"
     r"|\b(system|assistant|developer|user)\s*:"
-    r"|\byou are (now |an? )"
+    r"|\byou are (now|an? (ai|assistant|model|oracle|language model|llm))\b"
     r"|</?\s*(data|system|instructions?|prompt)\s*>"
     r"|```"
     r"|\{\s*\""

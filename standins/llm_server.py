@@ -212,11 +212,11 @@ class LLMServer(ThreadedHttpServer):
                     s.outcomes[f"poison_{kind}"] += 1
                     return web.json_response(self._completion(
                         poison_answer(kind, _with_ids(answer, candidates), target, f), model, len(content)))
-            if f.rate_wrong_answer and candidates and _draw(f.seed, "wrong", content, 0) < f.rate_wrong_answer:
-                s.outcomes["wrong_answer"] += 1
-                answer = self.wrong_discovery(answer, target, candidates, content)
-            else:
-                s.outcomes["ok"] += 1
+            wrong = (self.wrong_discovery(answer, target, candidates, content)
+                     if f.rate_wrong_answer and candidates and _draw(f.seed, "wrong", content, 0) < f.rate_wrong_answer
+                     else answer)
+            s.outcomes["wrong_answer" if wrong != answer else "ok"] += 1  # no mistake to make: counted right
+            answer = wrong
             return web.json_response(self._completion(orjson.dumps(_with_ids(answer, candidates)).decode(),
                                                       model, len(content)))
         finally:

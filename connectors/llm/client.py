@@ -347,11 +347,11 @@ class ImplicationClient:
         """Round `round_no` of the joint-outcome check of premise ⇒ conclusion (cached): True
         when the model agrees that the premise cannot be YES while the conclusion is NO
         (`read_verdict`). Raises `LLMFailure` like `ask`."""
-        self.metrics.inc("verify_requests")
         key = verify_cache_key(self.model, premise_title, conclusion_title, round_no)
         cached = await self._cached(key)
         if cached is not None and isinstance(cached.get("agree"), bool):
             return bool(cached["agree"])
+        self.metrics.inc("verify_requests")  # asked of the model (not answered from the cache)
         agree = await self._request(
             build_verify_messages(premise_title, conclusion_title, round_no),
             lambda content: self._read(lambda: read_verdict(content, round_no, max_bytes=self.max_reply_bytes),

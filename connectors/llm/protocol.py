@@ -222,7 +222,7 @@ def _item_id(item: Any) -> str | None:
     if isinstance(item, bool):
         return None
     if isinstance(item, int):
-        return str(item)
+        return str(item) if -10**15 < item < 10**16 else None
     if isinstance(item, str) and len(item) <= 16:
         return item.strip()
     return None
@@ -321,8 +321,11 @@ def implications_from_answer(answer: Any, target: Group, candidates: dict[str, s
         if not isinstance(items, list):
             counts["answer_field"] += 1
             continue
+        cap = item_cap(len(candidates))
+        if len(items) > cap:
+            counts["too_many_items"] += len(items) - cap
         seen: set[str] = set()
-        for item in items[:item_cap(len(candidates))]:
+        for item in items[:cap]:
             title = item.get("title") if isinstance(item, dict) else None
             other = candidates.get(title) if isinstance(title, str) else None
             if other is None or other == target.event_id:
