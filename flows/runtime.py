@@ -11,6 +11,7 @@ from bytewax.dataflow import Dataflow
 from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.testing import cluster_main, run_main
 
+from connectors.redis.history import HistoryRecorder
 from connectors.redis.metrics_writer import MetricsWriter
 from connectors.redis.server import EmbeddedRedis
 from polyalphascan.logs import configure_logging, get_logger
@@ -31,8 +32,12 @@ class ProcessRuntime:
     scope: FlowScope
     embedded: EmbeddedRedis | None = None
     metrics_writer: MetricsWriter | None = None
+    history: HistoryRecorder | None = None
 
     def close(self) -> None:
+        if self.history is not None:
+            self.history.stop()
+            self.history = None
         if self.metrics_writer is not None:
             self.metrics_writer.stop()
             self.metrics_writer = None
@@ -69,7 +74,18 @@ def start_runtime(settings: Settings | None = None, *, signals: bool = True) -> 
         log.warning("embedded_redis_in_use", url=embedded.safe_url,
                     detail="data lives only as long as this process; set REDIS_URL for several processes")
     writer = MetricsWriter(redis_url, settings.redis_key_prefix, scope.metrics).start()
-    return ProcessRuntime(settings, redis_url, scope, embedded, writer)
+    history = start_history(settings, redis_url, scope)
+    return ProcessRuntime(settings, redis_url, scope, embedded, writer, history)
+
+
+def start_history(settings: Settings, redis_url: str, scope: FlowScope) -> HistoryRecorder | None:
+    """The opportunity history recorder (issue 18): it runs with every scanner process (one
+    active per cluster, by lease), so the history has no gap while the scanner writes."""
+    if not settings.history_enabled:
+        return None
+    return HistoryRecorder(redis_url, settings.redis_key_prefix, scope.metrics.group("history"),
+                           retention_s=settings.history_retention_hours * 3600,
+                           window_s=settings.history_window_minutes * 60).start()
 
 
 def recovery_config(directory: str | None, max_workers: int) -> RecoveryConfig | None:

@@ -94,6 +94,13 @@ class Settings(BaseSettings):
     recovery_dir: str | None = None
     snapshot_interval_seconds: int = Field(5, ge=1, le=3600)
 
+    # --- Opportunity history and alerts (issue 18; the sinks themselves: polyalphascan/alert_settings.py) ---
+    history_enabled: bool = Field(True, description="record each opportunity's life (runs with the scanner)")
+    history_retention_hours: float = Field(168.0, gt=0, le=24 * 366, description="keep ended lives this long")
+    history_window_minutes: float = Field(60.0, gt=0, le=24 * 60, description="window of the live figures")
+    alert_market_url: str = Field("", description="link base for a market without a slug in the data "
+                                  "(empty: GAMMA_API_URL/markets)")
+
     @field_validator("polymarket_tag", mode="before")
     @classmethod
     def _split_tags(cls, value: Any) -> Any:

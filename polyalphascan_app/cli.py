@@ -6,6 +6,8 @@
     polyalphascan top         live table of the best portfolios from Redis
     polyalphascan monitor     print the monitoring JSON (pipeline + cache metrics)
     polyalphascan serve-monitor   HTTP server for GET /monitoring/performance
+    polyalphascan alerts      deliver opportunities to the sinks of .env (Telegram, Discord, webhooks)
+    polyalphascan history     opportunity lives: summary table, CSV export
 """
 
 from __future__ import annotations
@@ -123,6 +125,7 @@ def top(
     from rich.console import Console
     from rich.live import Live
 
+    from polyalphascan_app.history import figures_line, read_figures
     from polyalphascan_app.top_table import render_table, top_portfolios
 
     settings = startup_settings()
@@ -130,7 +133,9 @@ def top(
     prefix = settings.redis_key_prefix
 
     def table():  # type: ignore[no-untyped-def]
-        return render_table(top_portfolios(client, prefix, n, profitable_only=profitable))
+        t = render_table(top_portfolios(client, prefix, n, profitable_only=profitable))
+        t.caption = figures_line(read_figures(client, prefix))  # issue 18: live history figures
+        return t
 
     try:
         if once:
@@ -190,6 +195,64 @@ def serve_monitor(
         typer.echo(f"monitoring: {server.url}/monitoring/performance")
         while not scope.stop.wait(0.5):
             pass
+
+
+# --- issue 18: alert delivery and opportunity history ------------------------------------------
+@app.command()
+def alerts(
+    redis_url: str = typer.Option(None, "--redis-url", help="Redis to read (default: REDIS_URL)"),
+) -> None:
+    """Deliver opportunities to the sinks ALERT_SINKS names (Telegram, Discord, webhooks) until stopped."""
+    from polyalphascan.alert_settings import load_sinks
+    from polyalphascan_app.alerts import run_alerts
+
+    settings = startup_settings()
+    try:
+        sinks = load_sinks()
+    except SettingsError as exc:
+        fail(f"invalid configuration:\n{exc}")
+    if not sinks:
+        fail("no alert sink configured: set ALERT_SINKS and ALERT_<NAME>_TYPE etc. (see .env.example)")
+    run_alerts(settings, _redis_url(settings, redis_url), sinks)
+
+
+@app.command()
+def history(
+    redis_url: str = typer.Option(None, "--redis-url", help="Redis to read (default: REDIS_URL)"),
+    since: str = typer.Option(None, "--since", help="start: ISO date/time, epoch, or -2h / -30m / -7d"),
+    until: str = typer.Option(None, "--until", help="end: same forms"),
+    csv_file: str = typer.Option(None, "--csv", help="write every life in the range to this CSV file ('-': stdout)"),
+) -> None:
+    """Opportunity history: a summary table by kind, or a CSV export of every life in a time range."""
+    import redis
+    from rich.console import Console
+
+    from polyalphascan_app.history import figures_line, parse_time, read_figures, read_lives, summary_table, write_csv
+
+    settings = startup_settings()
+    try:
+        since_ms, until_ms = parse_time(since), parse_time(until)
+    except ValueError as exc:
+        fail(f"--since/--until: {exc}")
+    client = redis.Redis.from_url(_redis_url(settings, redis_url))
+    prefix = settings.redis_key_prefix
+    try:
+        lives = read_lives(client, prefix, since_ms, until_ms)
+        fig = read_figures(client, prefix)
+    except redis.RedisError as exc:
+        fail(f"cannot read Redis: {exc}")
+    if csv_file:
+        if csv_file == "-":
+            write_csv(lives, sys.stdout)
+        else:
+            with open(csv_file, "w", newline="", encoding="utf-8") as out:
+                n = write_csv(lives, out)
+            typer.echo(f"{n} lives written to {csv_file}")
+        return
+    console = Console(width=160)
+    console.print(summary_table(lives, f"opportunity lives: {len(lives)}"))
+    if fig:
+        console.print(figures_line(fig), soft_wrap=True)
 
 
 def main() -> None:  # pragma: no cover

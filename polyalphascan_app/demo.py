@@ -24,6 +24,7 @@ from flows.scanner import build_flow
 from flows.runtime import run_flow, start_runtime
 from polyalphascan.logs import get_logger
 from polyalphascan.settings import Settings, load_settings
+from polyalphascan_app.history import figures_line, read_figures, read_lives, summary_table
 from polyalphascan_app.top_table import render_table, top_portfolios
 from standins.launcher import MarketActivity, StandIns
 
@@ -92,6 +93,9 @@ class OpportunityPrinter:
                 except redis.RedisError:
                     continue
                 self.console.print(render_table(rows, title=f"top opportunities — {total} portfolios priced live"))
+                line = figures_line(read_figures(self.client, self.prefix))  # issue 18: live history figures
+                if line:
+                    self.console.print(f"[bold]{escape(line)}[/]", soft_wrap=True)
 
 
 def run_demo(settings: Settings, *, events: int, seed: int, duration: float) -> None:
@@ -129,3 +133,8 @@ def run_demo(settings: Settings, *, events: int, seed: int, duration: float) -> 
                 f"{client.zcard(keys.opportunities)} guaranteed opportunities + {client.zcard(keys.llm_opportunities)} "
                 f"LLM ones; universe ground truth has {riskless} + {len(truth.profitable) - riskless}"
             )
+            lives = read_lives(client, demo_settings.redis_key_prefix)  # issue 18: the opportunity history
+            console.print(summary_table(lives, f"opportunity history: {len(lives)} lives"))
+            line = figures_line(read_figures(client, demo_settings.redis_key_prefix))
+            if line:
+                console.print(escape(line), soft_wrap=True)

@@ -25,7 +25,7 @@ from polyalphascan.http_thread import ThreadedHttpServer
 #: The metric groups a flow writes; their `rejected_*`, `errors_*`, `failures_*` counters (and
 #: the few older names of input the scanner refused) make the `errors` section, so an operator
 #: sees an attack or a schema change at a glance.
-GROUPS = ("poller", "ws", "llm", "cache", "sink", "portfolios", "steps")
+GROUPS = ("poller", "ws", "llm", "cache", "sink", "portfolios", "steps", "history", "alerts")
 ERROR_PREFIXES = ("rejected_", "errors_", "failures_")
 ERROR_NAMES = frozenset({"malformed_frame", "malformed_message", "price_out_of_range", "unknown_token",
                          "unknown_event_type", "unmatched_titles", "decoded_tolerantly", "crossed_book"})
@@ -81,7 +81,21 @@ def performance_report(client: redis.Redis, prefix: str) -> dict[str, Any]:
         },
         "errors": errors,
         "health": health,
+        **_history_and_alerts(client, keys, groups["alerts"]),
     }
+
+
+def _history_and_alerts(client: redis.Redis, keys: RedisKeys, alerts: dict[str, float]) -> dict[str, Any]:
+    """Issue 18: the history recorder's live figures (null while none runs) and the alert
+    process's counters (`delivered_S`, `retries_S`, `delivery_latency_ms_S_avg`/`_p95`, ...)."""
+    import orjson
+
+    raw = client.get(keys.history_figures)
+    try:
+        history = orjson.loads(raw) if raw else None
+    except orjson.JSONDecodeError:
+        history = None
+    return {"history": history, "alerts": {k: round(v, 3) for k, v in sorted(alerts.items())}}
 
 
 class MonitoringServer(ThreadedHttpServer):

@@ -17,7 +17,8 @@ def _isolate_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempP
     for key in list(os.environ):
         if key.startswith(("LLM_", "WS_", "POLL_", "ENABLE_", "REDIS_", "CACHE_", "PRICE_", "OPENROUTER_",
                            "POLYMARKET_", "GAMMA_", "CLOB_", "MIN_COVERAGE", "MAX_COST", "MONITOR_",
-                           "LOG_", "RECOVERY_", "SNAPSHOT_", "FULL_RECONCILE", "STREAM_MAX")):
+                           "LOG_", "RECOVERY_", "SNAPSHOT_", "FULL_RECONCILE", "STREAM_MAX",
+                           "HISTORY_", "ALERT_")):
             monkeypatch.delenv(key, raising=False)
     monkeypatch.chdir(tmp_path_factory.mktemp("cwd"))
 

@@ -19,6 +19,15 @@ Every key starts with the configurable prefix `P` (`REDIS_KEY_PREFIX`, default `
 | `P:v1:tokens:version` | string | counter, bumped on every registry change | token registry | permanent |
 | `P:v1:tokens:seq` | string | arrival counter giving the overflow scores | token registry | permanent |
 | `P:v1:llm:{key}` | string | cached LLM answer (JSON); `{key}` = hash of model, prompt version, target, candidate set | LLM client (Redis cache on) | the cache TTL |
+| `P:v1:alerts:{sink}:alerted` | set | opportunity ids this alert sink announced that have not gone away since (de-duplication) | `polyalphascan alerts` | until the opportunity goes away |
+| `P:v1:alerts:{sink}:log` | stream | one entry per alert delivered: `entry` (change stream id), `id`, `latency_ms` | `polyalphascan alerts` | capped at ~10,000 entries |
+| `P:v1:history:open` | hash | opportunity id → JSON of its open life | history recorder | while the opportunity lives |
+| `P:v1:history:lives` | hash | life id (`{id}@{first_ms}`) → JSON of an ended life | history recorder | `HISTORY_RETENTION_HOURS` |
+| `P:v1:history:ended` | sorted set | life ids, score = end time (ms) | history recorder | `HISTORY_RETENTION_HOURS` |
+| `P:v1:history:figures` | string | JSON: opportunities per hour by kind, lifetime and detection latency percentiles | history recorder, every 2 s | 60 s TTL |
+| `P:v1:history:lease` | string | the process whose recorder is active (one in a cluster) | history recorder | 10 s TTL, renewed |
+
+Consumer groups on `P:v1:changes`: `alerts:{sink}` (one per alert sink) and `history`.
 
 Every key and channel name is built here and nowhere else.
 """
@@ -66,3 +75,35 @@ class RedisKeys:
 
     def metrics_pattern(self, group: str) -> str:
         return f"{self.base}:metrics:{group}:*"
+
+    # --- alert delivery and opportunity history (consumers of the change stream) -----------
+    def alerts_group(self, sink: str) -> str:
+        return f"alerts:{sink}"
+
+    def alerts_alerted(self, sink: str) -> str:
+        return f"{self.base}:alerts:{sink}:alerted"
+
+    def alerts_log(self, sink: str) -> str:
+        return f"{self.base}:alerts:{sink}:log"
+
+    history_group = "history"
+
+    @property
+    def history_open(self) -> str:
+        return f"{self.base}:history:open"
+
+    @property
+    def history_lives(self) -> str:
+        return f"{self.base}:history:lives"
+
+    @property
+    def history_ended(self) -> str:
+        return f"{self.base}:history:ended"
+
+    @property
+    def history_figures(self) -> str:
+        return f"{self.base}:history:figures"
+
+    @property
+    def history_lease(self) -> str:
+        return f"{self.base}:history:lease"
