@@ -70,6 +70,13 @@ class SinkSettings(BaseSettings):
     def _http(cls, value: str) -> str:
         return _check_url(value, ("http", "https"))
 
+    @field_validator("url")
+    @classmethod
+    def _secret_http(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            _check_url(value.get_secret_value(), ("http", "https"))
+        return value
+
     @model_validator(mode="after")
     def _complete(self) -> "SinkSettings":
         if self.type == "telegram":
@@ -77,8 +84,6 @@ class SinkSettings(BaseSettings):
                 raise ValueError("a telegram sink needs BOT_TOKEN and CHAT_ID")
         elif self.url is None:
             raise ValueError(f"a {self.type} sink needs URL")
-        else:
-            _check_url(self.url.get_secret_value(), ("http", "https"))
         return self
 
     @property

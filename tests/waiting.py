@@ -14,3 +14,15 @@ def wait_for(cond: Callable[[], bool], timeout: float = 10.0, what: str = "", ev
             return
         time.sleep(every)
     raise AssertionError(f"timed out waiting for {what or 'the condition'}")
+
+
+async def wait_for_async(cond: Callable[[], bool], timeout: float = 10.0, what: str = "", every: float = 0.01) -> None:
+    """`wait_for` inside an event loop: polls without blocking the loop's other tasks."""
+    import asyncio
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return
+        await asyncio.sleep(every)
+    raise AssertionError(f"timed out waiting for {what or 'the condition'}")

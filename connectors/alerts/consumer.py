@@ -79,6 +79,7 @@ class SinkWorker:
         rate, burst = sink.rate
         self.http = http_client or SinkClient(sink.name, sink.type, rate=rate, burst=burst,
                                               max_attempts=sink.max_attempts, timeout=sink.timeout_seconds,
+                                              backoff_initial=backoff_initial, backoff_max=backoff_max,
                                               metrics=metrics)
         self.endpoint = sink.endpoint()
         self.batch = batch
