@@ -230,7 +230,8 @@ class HistoryRecorder:
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join(timeout=5)
+        if self._thread.alive:
+            self._thread.join(timeout=5)
         try:  # hand the lease over at once
             if self.client.get(self.keys.history_lease) == self.token.encode():
                 self.client.delete(self.keys.history_lease)
