@@ -22,7 +22,7 @@ from connectors.redis.server import EmbeddedRedis
 from polyalphascan.alert_settings import load_sinks
 from polyalphascan.logs import configure_logging
 from polyalphascan.metrics import MetricGroup
-from polyalphascan.opportunities import percentile
+from polyalphascan.lives import percentile
 
 
 async def main(n: int, rate: float) -> None:

@@ -25,7 +25,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from polyalphascan.opportunities import SinkFilter
+from polyalphascan.alert_policy import SinkFilter
 from polyalphascan.settings import SettingsError, _check_url
 
 SINK_NAME = re.compile(r"^[a-z0-9_]{1,32}$")

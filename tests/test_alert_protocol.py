@@ -12,7 +12,8 @@ import pytest
 
 from connectors.alerts.protocol import (DISCORD_MAX, TELEGRAM_MAX, build_request, classify, message_html,
                                         message_markdown, retry_after)
-from polyalphascan.opportunities import AlertGate, Change, MalformedChange, SinkFilter, TokenBucket, parse_change
+from polyalphascan.alert_policy import AlertGate, SinkFilter, TokenBucket
+from polyalphascan.opportunities import Change, MalformedChange, parse_change
 from tests.change_entries import portfolio
 
 

@@ -16,7 +16,8 @@ from typer.testing import CliRunner
 from connectors.redis.history import HistoryRecorder
 from connectors.redis.layout import RedisKeys
 from polyalphascan.metrics import MetricGroup
-from polyalphascan.opportunities import Change, LifeBook, Life, figures, opportunity_from_data, percentile
+from polyalphascan.lives import Life, LifeBook, figures, percentile
+from polyalphascan.opportunities import Change, opportunity_from_data
 from polyalphascan_app.history import figures_line, read_lives, write_csv
 from polyalphascan_app.monitoring import performance_report
 from tests.change_entries import portfolio, remove, upsert

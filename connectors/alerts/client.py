@@ -25,7 +25,7 @@ import httpx
 from connectors.alerts.protocol import Answer, HttpRequest, SinkKind, classify
 from polyalphascan.logs import get_logger
 from polyalphascan.metrics import MetricGroup
-from polyalphascan.opportunities import TokenBucket, backoff
+from polyalphascan.alert_policy import TokenBucket, backoff
 
 log = get_logger(__name__)
 

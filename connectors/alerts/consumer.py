@@ -39,7 +39,8 @@ from connectors.redis.layout import RedisKeys
 from polyalphascan.alert_settings import SinkSettings
 from polyalphascan.logs import RateLimitedLog, get_logger
 from polyalphascan.metrics import MetricGroup
-from polyalphascan.opportunities import AlertGate, Change, MalformedChange, backoff, parse_change
+from polyalphascan.alert_policy import AlertGate, backoff
+from polyalphascan.opportunities import Change, MalformedChange, parse_change
 
 log = get_logger(__name__)
 _limited = RateLimitedLog(log, interval=10.0)

@@ -2,7 +2,7 @@
 
 A background thread of the scanner process (started with the metrics writer, see
 `flows.runtime`) reads the change stream through the consumer group `history` and applies each
-entry to a `LifeBook` (pure: `polyalphascan.opportunities`). An opportunity's life starts at
+entry to a `LifeBook` (pure: `polyalphascan.lives`). An opportunity's life starts at
 its first profitable upsert and ends when an upsert makes it unprofitable (`repriced_away`) or
 the sink removes it (`market_closed`, `filtered`, `crossed_book`). Open lives live in the hash
 `history:open`; an ended life moves to `history:lives` (by life id) and `history:ended` (by
@@ -30,7 +30,9 @@ from connectors.redis import health
 from connectors.redis.layout import RedisKeys
 from polyalphascan.logs import RateLimitedLog, get_logger
 from polyalphascan.metrics import MetricGroup
-from polyalphascan.opportunities import Life, LifeBook, MalformedChange, backoff, figures, parse_change
+from polyalphascan.alert_policy import backoff
+from polyalphascan.lives import Life, LifeBook, figures
+from polyalphascan.opportunities import MalformedChange, parse_change
 
 log = get_logger(__name__)
 _limited = RateLimitedLog(log, interval=10.0)
