@@ -121,16 +121,19 @@ class CoverPricer(StatefulLogic):
         return []
 
     def _same_for_legs(self, old: PriceUpdate, new: PriceUpdate) -> bool:
-        """True when nothing the legs on this token pay changed: a YES leg buys at the YES
-        ask, a NO leg at 1 − the YES bid (see `pricing`)."""
+        """True when nothing the legs on this token pay changed: a YES leg buys from the YES
+        asks, a NO leg from 1 − the YES bids (see `pricing`), each as deep as the update
+        carries; a new tick changes the limit prices of both."""
         assert self.spec is not None
+        if old.tick != new.tick:
+            return False
         for leg in self.spec.legs:
             if leg.yes_token != new.token_id:
                 continue
             if leg.side is Side.YES:
-                if old.best_ask != new.best_ask or old.ask_size != new.ask_size:
+                if old.best_ask != new.best_ask or old.ask_size != new.ask_size or old.asks != new.asks:
                     return False
-            elif old.best_bid != new.best_bid or old.bid_size != new.bid_size:
+            elif old.best_bid != new.best_bid or old.bid_size != new.bid_size or old.bids != new.bids:
                 return False
         return True
 

@@ -249,7 +249,7 @@ def test_replayed_batch_writes_nothing_new(world, redis_server: EmbeddedRedis) -
     finally:
         running.stop()
     keys = RedisKeys(PREFIX)
-    snapshot = {k: client.dump(k) for k in client.scan_iter(f"{PREFIX}:v1:portfolio:*")}
+    snapshot = {k: client.dump(k) for k in client.scan_iter(f"{PREFIX}:v2:portfolio:*")}
     stream_len = client.xlen(keys.changes)
     # replay the newest upsert of every portfolio, as recovery would after a crash
     from polyalphascan.records import CoverKind, CoverSpec, Leg, LegQuote, PortfolioQuote, Side
@@ -269,7 +269,7 @@ def test_replayed_batch_writes_nothing_new(world, redis_server: EmbeddedRedis) -
     writer.close()
     assert results and all(r == 0 for r in results)
     assert client.xlen(keys.changes) == stream_len
-    assert {k: client.dump(k) for k in client.scan_iter(f"{PREFIX}:v1:portfolio:*")} == snapshot
+    assert {k: client.dump(k) for k in client.scan_iter(f"{PREFIX}:v2:portfolio:*")} == snapshot
 
 
 def test_two_workers_give_the_same_portfolios(world, redis_server: EmbeddedRedis) -> None:  # noqa: ANN001
