@@ -406,3 +406,29 @@ def test_real_best_bid_ask_applies_only_after_a_book() -> None:
     send(t, book(tok, [("0.58", "10")], [("0.59", "10")]))  # built for this test
     (u,) = t.handle(REAL["best_bid_ask"], 1786728467100)
     assert (u.best_bid, u.best_ask) == (0.585, 0.587)
+
+
+def test_subscribe_messages_stay_well_under_57_kib_and_cover_every_token_once() -> None:
+    from connectors.clob.protocol import MAX_SUBSCRIBE_BYTES, subscribe_messages, unsubscribe_messages
+    tokens = [str(10**76 + i * 7919) for i in range(1200)]  # 77-digit ids like the real ones
+    msgs = subscribe_messages(tokens, initial=True)
+    assert len(msgs) > 1 and all(len(m.encode()) <= MAX_SUBSCRIBE_BYTES < 57 * 1024 for m in msgs)
+    decoded = [orjson.loads(m) for m in msgs]
+    assert decoded[0]["type"] == "market" and decoded[0]["initial_dump"] is True
+    assert all(d == {"operation": "subscribe", "assets_ids": d["assets_ids"]} for d in decoded[1:])
+    sent = [t for d in decoded for t in d["assets_ids"]]
+    assert sorted(sent) == sorted(tokens) and len(set(sent)) == len(sent)
+    later = subscribe_messages(tokens[:3], initial=False)
+    assert [orjson.loads(m) for m in later] == [{"operation": "subscribe", "assets_ids": sorted(tokens[:3])}]
+    assert orjson.loads(subscribe_messages([], initial=True)[0])["assets_ids"] == []
+    un = [orjson.loads(m) for m in unsubscribe_messages(tokens)]
+    assert sorted(t for d in un for t in d["assets_ids"]) == sorted(tokens)
+    assert all(d["operation"] == "unsubscribe" for d in un)
+
+
+def test_coverage_report_per_shard_and_in_total() -> None:
+    from polyalphascan_app.monitoring import _coverage
+    got = _coverage({"shard00_tokens": 200, "shard00_booked": 200, "shard01_tokens": 100, "shard01_booked": 40,
+                     "connections": 2})
+    assert got == {"total_pct": 80.0, "tokens_subscribed": 300, "tokens_booked": 240,
+                   "shards": {"00": 100.0, "01": 40.0}}
