@@ -85,7 +85,7 @@ class ShardClient:
 
     def __init__(self, shard: int, url: str, registry: ShardTokens, *, metrics: MetricGroup, ping_interval: float,
                  stall_timeout: float, backoff_base: float, backoff_max: float, refresh_interval: float,
-                 stagger: float, queue_max: int) -> None:
+                 stagger: float, queue_max: int, book_timeout: float | None = None) -> None:
         self.shard = shard
         self.url = url
         self.registry = registry
@@ -110,7 +110,8 @@ class ShardClient:
         self.updates = 0
         self.subscribed: set[str] = set()
         self.max_depth = 0
-        self.book_timeout = max(5.0, 2 * refresh_interval)
+        #: how long a subscribed token may wait for its `book` before it is subscribed again
+        self.book_timeout = book_timeout if book_timeout is not None else max(10.0, 2 * refresh_interval)
         self._pending_since: dict[str, float] = {}  # subscribed, no book yet: since when (monotonic)
         self._thread = threading.Thread(target=self._run, name=f"ws-shard-{shard}", daemon=True)
         self._thread.start()
