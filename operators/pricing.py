@@ -19,10 +19,13 @@ NO asks, which are 1 − the YES bids level by level (with the YES bid sizes). B
 boundaries the marginal share-set costs Σ pᵢ + Σ feeᵢ(pᵢ) and pays `payout`; the walk stops at
 the first share-set that no longer makes money (marginal costs only rise down the books) or
 when a leg's known depth ends, so it goes only as deep as needed (and to `CURVE_SIZES[-1]`
-shares for the curve). Published: `cost` (top of book, per share-set, as before); the largest
+shares for the curve); a basket that loses money on its first share-set stops at once (no
+size, no curve: the common case costs one step). Published: `cost` (top of book, per
+share-set, as before); the largest
 number of share-sets still profitable net of fees (`size_at_profit`, floored to 0.01 share);
 the VWAP cost per share-set and the net $ profit and $ fees at that size; the net $ profit at
-`CURVE_SIZES` share-sets (None where the known depth ends first). A basket whose profitable
+`CURVE_SIZES` share-sets (None where the known depth ends first; empty when the first
+share-set already loses). A basket whose profitable
 size is below any leg's minimum order (`orderMinSize`) is not an opportunity: its size and net
 profit are 0. Sizes count only the `BOOK_DEPTH` levels the tracker keeps: never more than is
 known to rest on the books.
@@ -90,21 +93,19 @@ def limit_price(price: float, tick: float) -> float:
     return min(1.0, round(math.ceil(round(price / tick, 6)) * tick, 10))
 
 
-def _book(leg_side: Side, q: PriceUpdate) -> tuple[float, ...]:
-    """The levels a leg buys from, best first, flat (price, size, ...): the YES asks, or the NO
-    asks derived from the YES bids. Without depth, the top of book alone."""
+def _book(leg_side: Side, q: PriceUpdate) -> tuple[tuple[float, ...], bool]:
+    """The levels a leg buys from, best first, flat (price, size, ...), and whether their prices
+    are YES bids to flip (a NO leg pays 1 − each; flipped as the walk reaches them, not all
+    ahead). Without depth, the top of book alone."""
     if leg_side is Side.YES:
         lv = q.asks
         if lv:
-            return lv
-        return (q.best_ask, q.ask_size or 0.0) if q.best_ask is not None else ()
+            return lv, False
+        return ((q.best_ask, q.ask_size or 0.0) if q.best_ask is not None else ()), False
     lv = q.bids
-    if not lv:
-        return (round(1.0 - q.best_bid, 10), q.bid_size or 0.0) if q.best_bid is not None else ()
-    out = list(lv)
-    for i in range(0, len(out), 2):
-        out[i] = round(1.0 - out[i], 10)
-    return tuple(out)
+    if lv:
+        return lv, True
+    return ((q.best_bid, q.bid_size or 0.0) if q.best_bid is not None else ()), True
 
 
 def payout_day(spec: CoverSpec) -> str | None:
@@ -140,9 +141,14 @@ class Walk:
         self.leg_cost, self.leg_fee, self.worst = leg_cost, leg_fee, worst
 
 
-def walk(terms: list[MarketTerms], books: list[tuple[float, ...]], payout: float) -> Walk:
-    """Walk the legs' books (flat, best first) for equal share counts (module docstring)."""
+def walk(terms: list[MarketTerms], books: list[tuple[float, ...]], payout: float,
+         flips: list[bool] | None = None) -> Walk:
+    """Walk the legs' books (flat, best first) for equal share counts (module docstring). A basket
+    that loses money on its first share-set stops there: size 0 and no curve."""
     n = len(books)
+    flip = flips or [False] * n
+    rates = [t.fee_rate for t in terms]
+    taxed = any(r > 0.0 for r in rates)
     idx = [0] * n
     left = [b[1] if b else 0.0 for b in books]
     ends = [len(b) for b in books]
@@ -150,54 +156,61 @@ def walk(terms: list[MarketTerms], books: list[tuple[float, ...]], payout: float
     leg_cost = [0.0] * n
     leg_fee = [0.0] * n
     worst = [0.0] * n
-    prices = [0.0] * n
     pfees = [0.0] * n
     curve: list[float | None] = []
     ncurve = len(CURVE_SIZES)
+    next_curve = CURVE_SIZES[0]
     found: Walk | None = None
-    last = (0.0, 0.0, 0.0, 0.0, prices, pfees)  # the last profitable segment: length, m, mc, mf, prices, fees
+    last: tuple[float, float, float, list[float], list[float]] = (0.0, 0.0, 0.0, [], [])
+    rn = range(n)
     while True:
         seg = math.inf
-        for i in range(n):  # skip exhausted levels (size 0: a level whose size is unknown)
-            while left[i] <= EPS:
-                idx[i] += 2
-                if idx[i] >= ends[i]:
+        for i in rn:  # skip exhausted levels (size 0: a level whose size is unknown)
+            if left[i] <= EPS:
+                b = books[i]
+                j = idx[i] + 2
+                while j < ends[i] and b[j + 1] <= EPS:
+                    j += 2
+                idx[i] = j
+                if j >= ends[i]:
+                    seg = -1.0
                     break
-                left[i] = books[i][idx[i] + 1]
-            if idx[i] >= ends[i]:
-                seg = -1.0
-                break
+                left[i] = b[j + 1]
             if left[i] < seg:
                 seg = left[i]
         if seg < 0:
             break
-        mc = mf = 0.0
-        prices = [0.0] * n
-        pfees = [0.0] * n
-        for i in range(n):
-            p = books[i][idx[i]]
-            prices[i] = p
-            mc += p
-            f = fee_per_share(terms[i], p)
-            pfees[i] = f
-            mf += f
+        prices = [round(1.0 - books[i][idx[i]], 10) if flip[i] else books[i][idx[i]] for i in rn]
+        mc = sum(prices)
+        mf = 0.0
+        if taxed:
+            pfees = [fee_per_share(terms[i], prices[i]) if rates[i] > 0.0 else 0.0 for i in rn]
+            mf = sum(pfees)
         m = payout - mc - mf
-        while len(curve) < ncurve and CURVE_SIZES[len(curve)] <= shares + seg + EPS:
-            curve.append(net + (CURVE_SIZES[len(curve)] - shares) * m)
         if found is None and m <= EPS:
+            if shares == 0.0:  # unprofitable from the top: nothing to size, no curve
+                return Walk(0.0, 0.0, 0.0, 0.0, (), leg_cost, leg_fee, worst)
             found = Walk(shares, cost, fees, net, (), list(leg_cost), list(leg_fee), list(worst))
+        while next_curve <= shares + seg + EPS:
+            curve.append(net + (next_curve - shares) * m)
+            if len(curve) == ncurve:
+                next_curve = math.inf
+                break
+            next_curve = CURVE_SIZES[len(curve)]
         if found is None:
-            last = (seg, m, mc, mf, prices, pfees)
+            last = (m, mc, mf, prices, pfees)
         shares += seg
         net += seg * m
         cost += seg * mc
         fees += seg * mf
-        for i in range(n):
+        for i in rn:
             left[i] -= seg
             leg_cost[i] += seg * prices[i]
-            leg_fee[i] += seg * pfees[i]
             worst[i] = prices[i]
-        if found is not None and shares >= _MAX_CURVE:
+        if taxed:
+            for i in rn:
+                leg_fee[i] += seg * pfees[i]
+        if found is not None and next_curve == math.inf:
             break
     if found is None:  # the known depth ended while still profitable
         found = Walk(shares, cost, fees, net, (), leg_cost, leg_fee, worst)
@@ -207,14 +220,15 @@ def walk(terms: list[MarketTerms], books: list[tuple[float, ...]], payout: float
     floored = math.floor(found.size * 100 + 1e-6) / 100  # orders are in hundredths of a share
     cut = found.size - floored
     if cut > EPS:  # taken off the last profitable segment, whose numbers are known
-        seg, m, mc, mf, lp, lf = last
+        m, mc, mf, lp, lf = last
         found.size = floored
         found.net -= cut * m
         found.cost -= cut * mc
         found.fees -= cut * mf
-        for i in range(n):
+        for i in rn:
             found.leg_cost[i] -= cut * lp[i]
-            found.leg_fee[i] -= cut * lf[i]
+            if lf:
+                found.leg_fee[i] -= cut * lf[i]
     return found
 
 
@@ -233,6 +247,7 @@ def evaluate(
     a resting book) prices nothing: it would show a profit no order can take."""
     legs: list[LegQuote] = []
     books: list[tuple[float, ...]] = []
+    flips: list[bool] = []
     cost = 0.0
     updated = 0
     for leg in spec.legs:
@@ -256,7 +271,9 @@ def evaluate(
         terms = leg.terms
         legs.append(LegQuote(leg.market_id, leg.side, leg.token_id, ask, avail, bid,
                              tick=q.tick or terms.tick, min_size=terms.min_size, neg_risk=terms.neg_risk))
-        books.append(_book(leg.side, q))
+        lv, flip = _book(leg.side, q)
+        books.append(lv)
+        flips.append(flip)
         cost += ask
         ts = q.exchange_ts_ms or q.recv_ts_ms
         if ts > updated:
@@ -276,7 +293,7 @@ def evaluate(
     if payout <= 0 or cost / payout > max_cost + EPS:
         return None, REASON_TOO_EXPENSIVE
     profit = round(payout - cost, 10)
-    w = walk([leg.terms for leg in spec.legs], books, payout)
+    w = walk([leg.terms for leg in spec.legs], books, payout, flips)
     size = w.size
     min_order = max(leg.terms.min_size for leg in spec.legs)
     if size <= EPS or size < min_order - EPS:  # nothing profitable, or less than an order can buy

@@ -85,7 +85,7 @@ def test_fees_can_remove_a_thin_top_of_book_edge_while_fee_free_markets_keep_it(
     assert (free.profit, free.size_at_profit, free.net_profit) == (pytest.approx(0.02), 50.0, pytest.approx(1.0))
     taxed = price(pair(FEE5, FEE5), books)  # 0.98 + 2·0.012495 = 1.00499 per share-set: a loss
     assert taxed.profit == pytest.approx(0.02) and (taxed.size_at_profit, taxed.net_profit) == (0.0, 0.0)
-    assert taxed.curve[0] == pytest.approx(-0.0499)
+    assert taxed.curve == ()  # the first share-set already loses: the walk stops there
 
 
 def test_below_the_minimum_order_is_no_opportunity() -> None:
@@ -148,7 +148,5 @@ def test_a_real_order_book_with_a_real_fee_schedule() -> None:
     spec = CoverSpec(CoverKind.ALL_YES, legs, guaranteed=True, cover_probability=1.0)
     q = price(spec, {tok: u})
     assert q.cost == pytest.approx(1.005) and (q.size_at_profit, q.net_profit) == (0.0, 0.0)
-    # 10 share-sets: −0.005·10 − fees 10·0.03·(0.009·0.991 + 0.996·0.004)
-    assert q.curve[0] == pytest.approx(-0.05 - 10 * 0.03 * (0.009 * 0.991 + 0.996 * 0.004))
-    assert q.curve[1:] == (None, None)  # the YES asks hold 75 shares: no 100 share-sets
+    assert q.curve == () and q.fees == 0.0 and q.legs[0].limit is None  # loses from the first share-set
     assert (q.legs[0].tick, q.legs[0].min_size, q.legs[0].neg_risk) == (0.001, 5.0, True)
