@@ -82,18 +82,22 @@ class Ticks(DynamicSource):
 
         depth = outer.depth
 
-        def quote(tok: str) -> PriceUpdate:
-            bid = rng.randint(20, 70) / 100
-            now = int(time.time() * 1000)
+        def book(bid: float) -> PriceUpdate:
             if not depth:
-                return PriceUpdate(tok, bid, round(bid + 0.02, 2), 100.0, 100.0, now, now)
+                return PriceUpdate("", bid, round(bid + 0.02, 2), 100.0, 100.0)
             bids: list[float] = []
             asks: list[float] = []
             for k in range(depth):  # a book one tick per level, sizes like real ones (tens to hundreds)
                 bids += (round(bid - k / 100, 2), float(rng.randint(10, 300)))
                 asks += (round(bid + 0.02 + k / 100, 2), float(rng.randint(10, 300)))
-            return PriceUpdate(tok, bids[0], asks[0], bids[1], asks[1], now, now, -1, False, tuple(bids), tuple(asks),
-                               0.01)
+            return PriceUpdate("", bids[0], asks[0], bids[1], asks[1], 0, 0, -1, False, tuple(bids), tuple(asks), 0.01)
+
+        # books made ahead (both modes alike), so generating them is not part of the CPU measured
+        pool = [book(rng.randint(20, 70) / 100) for _ in range(512)]
+
+        def quote(tok: str) -> PriceUpdate:
+            now = int(time.time() * 1000)
+            return pool[rng.randrange(512)]._replace(token_id=tok, exchange_ts_ms=now, recv_ts_ms=now)
 
         class Part(StatelessSourcePartition):
             def __init__(self) -> None:

@@ -63,8 +63,12 @@ class TokenFanout(StatefulLogic):
             return [(cid, ("px", payload)) for cid in self.covers], StatefulLogic.RETAIN
         if kind == "reg":
             spec: CoverSpec = payload
-            if spec.id in self.covers:
-                return [], StatefulLogic.RETAIN  # re-registration (event re-grouped): nothing new
+            known = self.covers.get(spec.id)
+            if known is not None:
+                if known == spec:
+                    return [], StatefulLogic.RETAIN  # re-registration (event re-grouped): nothing new
+                self.covers[spec.id] = spec  # same legs, new terms (a fee or tick changed on Gamma)
+                return [(spec.id, ("reg", spec))], StatefulLogic.RETAIN
             self.covers[spec.id] = spec
             out: list[tuple[str, tuple[str, Any]]] = [(spec.id, ("reg", spec))]
             if self.price is not None:
@@ -140,7 +144,7 @@ class CoverPricer(StatefulLogic):
     def on_item(self, value: tuple[str, Any]) -> tuple[list[PortfolioChange], bool]:
         kind, payload = value
         if kind == "reg":
-            if self.spec is None:
+            if self.spec is None or self.spec != payload:  # new, or its legs' terms changed
                 self.spec = payload
                 return self._reprice(), StatefulLogic.RETAIN
             return [], StatefulLogic.RETAIN
