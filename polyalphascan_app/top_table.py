@@ -61,7 +61,7 @@ def render_table(portfolios: list[dict[str, Any]], *, now_ms: int | None = None,
             str(p["tier"]),
             f"{p['size_at_profit']:.2f}",
             f"{p.get('net_profit') or 0.0:+.2f}",
-            f"{ann * 100:+.0f}%" if (ann := p.get("annualised")) is not None else "—",
+            f"{ann * 100:+.1f}%" if (ann := p.get("annualised")) is not None else "—",
             f"{age_s:.0f}s",
             style=style,
         )

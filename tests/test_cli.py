@@ -72,4 +72,4 @@ def test_top_table_shows_size_net_profit_and_annualised_return() -> None:
     Console(file=out, width=400, color_system=None).print(render_table([row, {**row, "annualised": None}], now_ms=0))
     text = out.getvalue()
     assert "size at profit" in text and "net profit $" in text and "annualised" in text
-    assert "80.50" in text and "+8.20" in text and "+68%" in text and "—" in text
+    assert "80.50" in text and "+8.20" in text and "+68.3%" in text and "—" in text
