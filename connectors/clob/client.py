@@ -34,7 +34,7 @@ Counters live on the instance (`messages`, `updates`, `reconnects`, `stalls`, `c
 also counted there as they happen, as is every rejected input under its `BookTracker` kind
 (`malformed_frame`, `malformed_message`, `price_out_of_range`, `unknown_token`,
 `unknown_event_type`, `rejected_size`, `rejected_side`, `rejected_timestamp`,
-`rejected_depth`, `rejected_change_before_book`), each logged (rate-limited per kind, with
+`rejected_depth`, `rejected_change_before_book`, `rejected_tick`), each logged (rate-limited per kind, with
 the token) as `ws_input_rejected`.
 """
 
