@@ -8,9 +8,11 @@ in Redis, and the work per update (CPU time and re-pricings), side by side for b
 Goals: p99 <= 50 ms at 2,000 updates/s; work per update flat (within 1.5x) from 1k to 100k.
 
 With `--depth-compare` it runs the same load (`--portfolios`, default 1,000) twice in one
-process, side by side: updates carrying only the top of book (the pricing walks one level
-per leg: top-of-book pricing) and updates carrying `BOOK_DEPTH` levels per side (the pricing
-walks the books for the profitable size and the 10/100/1,000 curve). Goal: CPU per update
+process, side by side: updates carrying only the top of book, priced from the top of book
+(`depth=False`: the pricing before issue 16, size = the smallest top size), and updates
+carrying `BOOK_DEPTH` levels per side, priced by the depth walk (the profitable size net of
+fees, VWAP, the 10/100/1,000 curve, the order per leg). About half the baskets of this load
+are profitable at the top (a real book has few), so the walk runs deep often: a harsh case. Goal: CPU per update
 with depth within 1.3x of top of book.
 
 With `--processes 2` it instead runs the same load (`--portfolios`, default 1,000) in one
@@ -159,7 +161,7 @@ def run(n: int, rate: float, seconds: float, redis_url: str, fanout: int = 10,
     cover_stream = op.input("covers", flow, TestingSource(covers, batch_size=1000))
     closed = op.filter("no_closures", cover_stream, lambda _c: False)
     changes = portfolio_join("join", prices, cover_stream, op.map("as_closed", closed, lambda c: c),
-                             min_coverage=0.0, max_cost=100.0, metrics=join_metrics)
+                             min_coverage=0.0, max_cost=100.0, metrics=join_metrics, depth=depth > 0)
     op.output("redis", changes, PortfolioSink(redis_url, "lat", metrics=sink_metrics))
     threading.Thread(target=watch, daemon=True).start()
     if cluster is None:

@@ -97,10 +97,12 @@ class CoverPricer(StatefulLogic):
         min_coverage: float,
         max_cost: float,
         metrics: MetricGroup,
+        depth: bool = True,
     ) -> None:
         self.min_coverage = min_coverage
         self.max_cost = max_cost
         self.metrics = metrics
+        self.depth = depth  # False: top-of-book pricing (the benchmark's baseline)
         if resume is None:
             self.spec: CoverSpec | None = None
             self.quotes: dict[str, PriceUpdate] = {}
@@ -111,7 +113,8 @@ class CoverPricer(StatefulLogic):
     def _reprice(self) -> list[PortfolioChange]:
         assert self.spec is not None
         self.metrics.inc("repriced")
-        quote, reason = evaluate(self.spec, self.quotes, min_coverage=self.min_coverage, max_cost=self.max_cost)
+        quote, reason = evaluate(self.spec, self.quotes, min_coverage=self.min_coverage, max_cost=self.max_cost,
+                                 depth=self.depth)
         if quote is None:
             if reason == REASON_CROSSED:
                 self.metrics.inc("crossed_book")
@@ -186,10 +189,12 @@ def portfolio_join(
     retracted: Stream[CoverRetracted] | None = None,
     metrics: MetricGroup | None = None,
     steps: MetricGroup | None = None,
+    depth: bool = True,
 ) -> Stream[PortfolioChange]:
     """Wire both stages: prices + covers + closures (+ retractions) in, upserts/removals out;
     the pricer counts into `metrics` (the flow's "portfolios" group); with `steps`, an item that
-    makes a stage raise is dropped and counted there instead of ending the flow."""
+    makes a stage raise is dropped and counted there instead of ending the flow. `depth=False`
+    prices from the top of book alone (the latency benchmark's baseline)."""
     group = metrics if metrics is not None else MetricGroup("portfolios")
     px = op.map(f"{step_id}_px", prices, lambda p: (p.token_id, ("px", tuple(p))))
     reg = op.flat_map(f"{step_id}_reg", covers, _registrations)
@@ -206,7 +211,8 @@ def portfolio_join(
         f"{step_id}_price",
         by_cover,
         guarded_logic(f"{step_id}_price",
-                      lambda resume: CoverPricer(resume, min_coverage=min_coverage, max_cost=max_cost, metrics=group),
+                      lambda resume: CoverPricer(resume, min_coverage=min_coverage, max_cost=max_cost, metrics=group,
+                                                 depth=depth),
                       steps),
     )
     return op.map(f"{step_id}_unkey", priced, lambda kv: kv[1])

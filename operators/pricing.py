@@ -46,7 +46,7 @@ basket unhedged), the tick (live `tick_size_change` first, else Gamma's), the mi
 the neg-risk flag.
 
 Lock-up: the payout is realised when the last leg resolves (`payout_date`, the latest leg's
-Gamma `endDate`); `annualised` = net profit / (VWAP cost + fees) at the profitable size ×
+Gamma `endDate`, computed once per cover: `CoverSpec.payout_date`); `annualised` = net profit / (VWAP cost + fees) at the profitable size ×
 365 / days from the newest leg price to that date (at least 1 day; simple, not compounded);
 None without a size or a date.
 """
@@ -108,14 +108,6 @@ def _book(leg_side: Side, q: PriceUpdate) -> tuple[tuple[float, ...], bool]:
     return ((q.best_bid, q.bid_size or 0.0) if q.best_bid is not None else ()), True
 
 
-def payout_day(spec: CoverSpec) -> str | None:
-    """The ISO date of the latest leg resolution (None when a leg has no end date)."""
-    days = [leg.terms.end_date for leg in spec.legs]
-    if not days or any(not d for d in days):
-        return None
-    return max(d[:10] for d in days if d)
-
-
 def annualise(net_profit: float, outlay: float, payout: str | None, now_ms: int) -> float | None:
     """Simple annual return of `net_profit` on `outlay` locked from `now_ms` to `payout` (ISO date)."""
     if payout is None or outlay <= 0.0 or now_ms <= 0:
@@ -142,77 +134,89 @@ class Walk:
 
 
 def walk(terms: list[MarketTerms], books: list[tuple[float, ...]], payout: float,
-         flips: list[bool] | None = None) -> Walk:
+         flips: list[bool] | None = None, top_cost: float | None = None) -> Walk:
     """Walk the legs' books (flat, best first) for equal share counts (module docstring). A basket
-    that loses money on its first share-set stops there: size 0 and no curve."""
+    that loses money on its first share-set stops there: size 0 and no curve. Two phases: while
+    profitable, with the per-leg bookkeeping of the order; then, for the curve only, the margin."""
     n = len(books)
     flip = flips or [False] * n
     rates = [t.fee_rate for t in terms]
     taxed = any(r > 0.0 for r in rates)
+    if top_cost is not None:  # deeper levels only cost more: a loss at the top is a loss all the way
+        top_fees = sum(fee_per_share(terms[i], round(1.0 - books[i][0], 10) if flip[i] else books[i][0])
+                       for i in range(n) if rates[i] > 0.0) if taxed else 0.0
+        if payout - top_cost - top_fees <= EPS:
+            return Walk(0.0, 0.0, 0.0, 0.0, (), [0.0] * n, [0.0] * n, [0.0] * n)
+    rn = range(n)
     idx = [0] * n
     left = [b[1] if b else 0.0 for b in books]
     ends = [len(b) for b in books]
+    price = [0.0] * n  # each leg's current level price (flipped for a NO leg)
+    pfee = [0.0] * n
+    for i in rn:
+        if ends[i]:
+            price[i] = round(1.0 - books[i][0], 10) if flip[i] else books[i][0]
+            if taxed and rates[i] > 0.0:
+                pfee[i] = fee_per_share(terms[i], price[i])
     shares = net = cost = fees = 0.0
     leg_cost = [0.0] * n
     leg_fee = [0.0] * n
     worst = [0.0] * n
-    pfees = [0.0] * n
     curve: list[float | None] = []
     ncurve = len(CURVE_SIZES)
     next_curve = CURVE_SIZES[0]
-    found: Walk | None = None
-    last: tuple[float, float, float, list[float], list[float]] = (0.0, 0.0, 0.0, [], [])
-    rn = range(n)
+    last_m = last_mc = last_mf = 0.0
+    profitable = True
+    exhausted = False
     while True:
         seg = math.inf
-        for i in rn:  # skip exhausted levels (size 0: a level whose size is unknown)
-            if left[i] <= EPS:
+        for i in rn:
+            if left[i] <= EPS:  # next level (skipping any of size 0: size unknown)
                 b = books[i]
                 j = idx[i] + 2
                 while j < ends[i] and b[j + 1] <= EPS:
                     j += 2
                 idx[i] = j
                 if j >= ends[i]:
-                    seg = -1.0
+                    exhausted = True
                     break
                 left[i] = b[j + 1]
+                price[i] = round(1.0 - b[j], 10) if flip[i] else b[j]
+                if taxed and rates[i] > 0.0:
+                    pfee[i] = fee_per_share(terms[i], price[i])
             if left[i] < seg:
                 seg = left[i]
-        if seg < 0:
+        if exhausted:
             break
-        prices = [round(1.0 - books[i][idx[i]], 10) if flip[i] else books[i][idx[i]] for i in rn]
-        mc = sum(prices)
-        mf = 0.0
-        if taxed:
-            pfees = [fee_per_share(terms[i], prices[i]) if rates[i] > 0.0 else 0.0 for i in rn]
-            mf = sum(pfees)
+        mc = sum(price)
+        mf = sum(pfee) if taxed else 0.0
         m = payout - mc - mf
-        if found is None and m <= EPS:
-            if shares == 0.0:  # unprofitable from the top: nothing to size, no curve
-                return Walk(0.0, 0.0, 0.0, 0.0, (), leg_cost, leg_fee, worst)
-            found = Walk(shares, cost, fees, net, (), list(leg_cost), list(leg_fee), list(worst))
+        if profitable and m <= EPS:
+            profitable = False
+            found = Walk(shares, cost, fees, net, (), leg_cost, leg_fee, worst)
         while next_curve <= shares + seg + EPS:
             curve.append(net + (next_curve - shares) * m)
             if len(curve) == ncurve:
                 next_curve = math.inf
                 break
             next_curve = CURVE_SIZES[len(curve)]
-        if found is None:
-            last = (m, mc, mf, prices, pfees)
         shares += seg
         net += seg * m
-        cost += seg * mc
-        fees += seg * mf
         for i in rn:
             left[i] -= seg
-            leg_cost[i] += seg * prices[i]
-            worst[i] = prices[i]
-        if taxed:
+        if profitable:
+            cost += seg * mc
+            fees += seg * mf
             for i in rn:
-                leg_fee[i] += seg * pfees[i]
-        if found is not None and next_curve == math.inf:
+                leg_cost[i] += seg * price[i]
+                worst[i] = price[i]
+            if taxed:
+                for i in rn:
+                    leg_fee[i] += seg * pfee[i]
+            last_m, last_mc, last_mf = m, mc, mf
+        elif next_curve == math.inf:
             break
-    if found is None:  # the known depth ended while still profitable
+    if profitable:  # the known depth ended while still profitable
         found = Walk(shares, cost, fees, net, (), leg_cost, leg_fee, worst)
     while len(curve) < ncurve:
         curve.append(None)
@@ -220,15 +224,14 @@ def walk(terms: list[MarketTerms], books: list[tuple[float, ...]], payout: float
     floored = math.floor(found.size * 100 + 1e-6) / 100  # orders are in hundredths of a share
     cut = found.size - floored
     if cut > EPS:  # taken off the last profitable segment, whose numbers are known
-        m, mc, mf, lp, lf = last
         found.size = floored
-        found.net -= cut * m
-        found.cost -= cut * mc
-        found.fees -= cut * mf
-        for i in rn:
-            found.leg_cost[i] -= cut * lp[i]
-            if lf:
-                found.leg_fee[i] -= cut * lf[i]
+        found.net -= cut * last_m
+        found.cost -= cut * last_mc
+        found.fees -= cut * last_mf
+        for i in rn:  # the last profitable segment's prices are the worst taken
+            found.leg_cost[i] -= cut * found.worst[i]
+            if rates[i] > 0.0:
+                found.leg_fee[i] -= cut * fee_per_share(terms[i], found.worst[i])
     return found
 
 
@@ -240,15 +243,19 @@ def tier_of(coverage: float) -> int:
 
 
 def evaluate(
-    spec: CoverSpec, yes_quotes: Mapping[str, PriceUpdate], *, min_coverage: float, max_cost: float
+    spec: CoverSpec, yes_quotes: Mapping[str, PriceUpdate], *, min_coverage: float, max_cost: float,
+    depth: bool = True,
 ) -> tuple[PortfolioQuote | None, str]:
     """The quote and why it is missing: ok | no_price | crossed_book | low_coverage |
     too_expensive. A crossed top of book (bid above ask: a stale or half-applied update, never
-    a resting book) prices nothing: it would show a profit no order can take."""
+    a resting book) prices nothing: it would show a profit no order can take. `depth=False`
+    prices from the top of book alone, as before issue 16 (size = the smallest top size when
+    profitable, no fees, no walk): the baseline `bench/portfolio_latency.py` compares with."""
     legs: list[LegQuote] = []
     books: list[tuple[float, ...]] = []
     flips: list[bool] = []
     cost = 0.0
+    top_size = math.inf
     updated = 0
     for leg in spec.legs:
         q = yes_quotes.get(leg.yes_token)
@@ -269,11 +276,14 @@ def evaluate(
             avail = q.bid_size
             bid = round(1.0 - q.best_ask, 10) if q.best_ask is not None else None
         terms = leg.terms
-        legs.append(LegQuote(leg.market_id, leg.side, leg.token_id, ask, avail, bid,
-                             tick=q.tick or terms.tick, min_size=terms.min_size, neg_risk=terms.neg_risk))
-        lv, flip = _book(leg.side, q)
-        books.append(lv)
-        flips.append(flip)
+        legs.append(LegQuote(leg.market_id, leg.side, leg.token_id, ask, avail, bid, 0.0, None, None, 0.0,
+                             q.tick or terms.tick, terms.min_size, terms.neg_risk))
+        if depth:
+            lv, flip = _book(leg.side, q)
+            books.append(lv)
+            flips.append(flip)
+        else:
+            top_size = min(top_size, avail if avail is not None else 0.0)
         cost += ask
         ts = q.exchange_ts_ms or q.recv_ts_ms
         if ts > updated:
@@ -293,53 +303,44 @@ def evaluate(
     if payout <= 0 or cost / payout > max_cost + EPS:
         return None, REASON_TOO_EXPENSIVE
     profit = round(payout - cost, 10)
-    w = walk([leg.terms for leg in spec.legs], books, payout, flips)
-    size = w.size
-    min_order = max(leg.terms.min_size for leg in spec.legs)
-    if size <= EPS or size < min_order - EPS:  # nothing profitable, or less than an order can buy
-        size = 0.0
-    net = round(w.net, 10) if size else 0.0
-    vwap = round(w.cost / size, 10) if size else None
-    fees = round(w.fees, 10) if size else 0.0
-    for i, lq in enumerate(legs):
-        lq.shares = size
-        if size:
-            lq.vwap = round(w.leg_cost[i] / size, 10)
-            lq.fee = round(w.leg_fee[i], 10)
-            lq.limit = limit_price(w.worst[i], lq.tick)
-    day = payout_day(spec)
-    quote = PortfolioQuote(
-        cover_id=spec.id,
-        kind=spec.kind,
-        guaranteed=spec.guaranteed,
-        legs=tuple(legs),
-        cost=cost,
-        payout=payout,
-        profit=profit,
-        profit_pct=profit / cost * 100.0 if cost > 0 else 0.0,
-        coverage=coverage,
-        loss_probability=loss,
-        expected_profit=coverage * payout - cost,
-        tier=tier,
-        size_at_profit=size,
-        updated_ms=updated,
-        explanation=spec.explanation,
-        question=spec.legs[0].question if spec.legs else "",
-        net_profit=net,
-        vwap_cost=vwap,
-        fees=fees,
-        curve=tuple(round(c, 10) if c is not None else None for c in w.curve),
-        payout_date=day,
-        annualised=annualise(net, w.cost + w.fees, day, updated) if size else None,
-    )
+    day = spec.payout_date
+    curve: tuple[float | None, ...] = ()
+    vwap: float | None = None
+    fees = net = 0.0
+    annual: float | None = None
+    if not depth:
+        size = top_size if profit > EPS and top_size != math.inf else 0.0
+        net = round(profit * size, 10)
+    else:
+        w = walk([leg.terms for leg in spec.legs], books, payout, flips, cost)
+        size = w.size
+        if size > EPS and size >= max(leg.terms.min_size for leg in spec.legs) - EPS:
+            net = round(w.net, 10)
+            vwap = round(w.cost / size, 10)
+            fees = round(w.fees, 10)
+            for i, lq in enumerate(legs):
+                lq.shares = size
+                lq.vwap = round(w.leg_cost[i] / size, 10)
+                lq.fee = round(w.leg_fee[i], 10)
+                lq.limit = limit_price(w.worst[i], lq.tick)
+            annual = annualise(net, w.cost + w.fees, day, updated)
+        else:  # nothing profitable, or less than an order can buy
+            size = 0.0
+        if w.curve:
+            curve = tuple(round(c, 10) if c is not None else None for c in w.curve)
+    quote = PortfolioQuote(  # positional (hot path): the field order of `PortfolioQuote`
+        spec.id, spec.kind, spec.guaranteed, tuple(legs), cost, payout, profit,
+        profit / cost * 100.0 if cost > 0 else 0.0, coverage, loss, coverage * payout - cost, tier, size, updated,
+        spec.explanation, spec.legs[0].question if spec.legs else "", net, vwap, fees, curve, day, annual)
     return quote, REASON_OK
 
 
 def price_cover(
-    spec: CoverSpec, yes_quotes: Mapping[str, PriceUpdate], *, min_coverage: float, max_cost: float
+    spec: CoverSpec, yes_quotes: Mapping[str, PriceUpdate], *, min_coverage: float, max_cost: float,
+    depth: bool = True,
 ) -> PortfolioQuote | None:
     """The priced portfolio, or None when a price is missing or it is filtered out."""
-    return evaluate(spec, yes_quotes, min_coverage=min_coverage, max_cost=max_cost)[0]
+    return evaluate(spec, yes_quotes, min_coverage=min_coverage, max_cost=max_cost, depth=depth)[0]
 
 
 def quote_changed(old: PortfolioQuote, new: PortfolioQuote) -> bool:

@@ -231,10 +231,16 @@ class CoverSpec:
     payout: float = 1.0  # guaranteed minimum payout ($); N-1 for ALL_NO
     explanation: str = ""
     id: str = field(default="")
+    #: ISO date the last leg resolves (when the payout is realised); None when a leg has no
+    #: end date. Derived from the legs' terms (issue 16), computed once here, not per pricing.
+    payout_date: str | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if not self.id:
             object.__setattr__(self, "id", cover_id(self.kind, self.legs))
+        ends = [leg.terms.end_date for leg in self.legs]
+        if ends and all(ends):
+            object.__setattr__(self, "payout_date", max(e[:10] for e in ends if e))
 
     @property
     def token_ids(self) -> tuple[str, ...]:
