@@ -432,3 +432,19 @@ def test_coverage_report_per_shard_and_in_total() -> None:
                      "connections": 2})
     assert got == {"total_pct": 80.0, "tokens_subscribed": 300, "tokens_booked": 240,
                    "shards": {"00": 100.0, "01": 40.0}}
+
+
+def test_venue_top_zero_bid_and_one_ask_mean_an_empty_side_and_missing_fields_check_nothing() -> None:
+    t = tracker("a")
+    send(t, book("a", [("0.40", "5")], [("0.45", "7")]))
+    entry = {"asset_id": "a", "price": "0.30", "size": "2", "side": "BUY", "best_bid": "0", "best_ask": "0.45"}
+    (u,) = send(t, {"event_type": "price_change", "timestamp": "300", "price_changes": [entry]})
+    assert (u.best_bid, u.best_ask, u.bids) == (None, 0.45, ()) and t.events["top_disagreements"] == 1
+    entry = {"asset_id": "a", "price": "0.46", "size": "1", "side": "SELL", "best_bid": "", "best_ask": "0.2"}
+    (u,) = send(t, {"event_type": "price_change", "timestamp": "301", "price_changes": [entry]})
+    assert u.asks == (0.45, 7.0, 0.46, 1.0) and t.events["top_disagreements"] == 1  # one side unsaid: no check
+    entry = {"asset_id": "a", "price": "0.47", "size": "1", "side": "SELL", "best_bid": "0", "best_ask": "1"}
+    (u,) = send(t, {"event_type": "price_change", "timestamp": "302", "price_changes": [entry]})
+    assert (u.best_bid, u.best_ask) == (None, None) and t.events["top_disagreements"] == 2
+    assert send(t, {"event_type": "tick_size_change", "asset_id": "zzz", "new_tick_size": "0.001"}) == []
+    assert "zzz" not in t.ticks

@@ -337,3 +337,11 @@ def test_fee_fields_are_read_tolerantly_and_conservatively() -> None:
                                                                                          "2026-01-01")
     t = parse_terms({"orderPriceMinTickSize": 0.5, "orderMinSize": "15"}, False, None)
     assert (t.tick, t.min_size) == (0.01, 15.0)
+
+
+def test_the_events_neg_risk_fee_reaches_its_markets_terms() -> None:
+    raw = real_event("World Cup Winner")
+    raw["negRiskFeeBips"] = 25
+    assert {m.terms.neg_risk_fee_bps for m in parse_event(raw).markets} == {25.0}
+    raw["negRiskFeeBips"] = "x"
+    assert {m.terms.neg_risk_fee_bps for m in parse_event(raw).markets} == {0.0}

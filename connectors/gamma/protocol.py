@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -254,6 +255,10 @@ def parse_event(raw: dict[str, Any]) -> Event:
         raise GammaParseError(eid, "markets is not a list")
     neg_risk = _is_true(raw.get("negRisk"))
     markets = tuple(parse_market(m, eid, neg_risk) for m in markets_raw)
+    nr_fee = _finite(raw.get("negRiskFeeBips"))  # an event field: its markets' conversion fee
+    if nr_fee:
+        markets = tuple(m if m.terms.neg_risk_fee_bps else
+                        replace(m, terms=replace(m.terms, neg_risk_fee_bps=nr_fee)) for m in markets)
     tags_raw = raw.get("tags")
     tags = tuple(_text(t.get("slug"), MAX_LABEL) for t in tags_raw if isinstance(t, dict)) \
         if isinstance(tags_raw, list) else ()
