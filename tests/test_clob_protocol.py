@@ -448,3 +448,15 @@ def test_venue_top_zero_bid_and_one_ask_mean_an_empty_side_and_missing_fields_ch
     assert (u.best_bid, u.best_ask) == (None, None) and t.events["top_disagreements"] == 2
     assert send(t, {"event_type": "tick_size_change", "asset_id": "zzz", "new_tick_size": "0.001"}) == []
     assert "zzz" not in t.ticks
+
+
+def test_a_reordered_older_message_does_not_impose_its_stale_top() -> None:
+    t = tracker("a")
+    send(t, book("a", [("0.40", "5")], [("0.45", "7")], ts="100"))
+    new = {"asset_id": "a", "price": "0.42", "size": "3", "side": "BUY", "best_bid": "0.42", "best_ask": "0.45"}
+    old = {"asset_id": "a", "price": "0.39", "size": "2", "side": "BUY", "best_bid": "0.40", "best_ask": "0.45"}
+    send(t, {"event_type": "price_change", "timestamp": "300", "price_changes": [new]})
+    (u,) = send(t, {"event_type": "price_change", "timestamp": "200", "price_changes": [old]})
+    assert u.bids == (0.42, 3.0, 0.40, 5.0, 0.39, 2.0) and t.events["top_disagreements"] == 0
+    (u,) = send(t, {"event_type": "price_change", "timestamp": "300", "price_changes": [{**old, "size": "4"}]})
+    assert u.bids == (0.40, 5.0, 0.39, 4.0) and t.events["top_disagreements"] == 1  # as new: the venue wins

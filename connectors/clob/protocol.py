@@ -39,7 +39,8 @@ over ask 0.301 where the venue says 0.29), the venue wins: levels better than it
 dropped (its best is added with size 0, "size unknown", when the book lacks it), and the
 disagreement is counted (`top_disagreements` in `events` and in the metric group). "0" as
 best bid and "1" as best ask mean an empty side (no order rests at 0 or 1); an entry without
-both fields (older recordings) is not checked.
+both fields (older recordings) is not checked, nor one in a message older (server timestamp)
+than the last checked for that token: a reordered frame's top is stale.
 
 Every `PriceUpdate` carries the token's best `depth` levels per side (flat tuples, best
 first) and its live tick (`book.tick_size`, then `tick_size_change`); an update is emitted
@@ -356,6 +357,7 @@ class BookTracker:
         self.cap = cap
         self.depth = depth
         self.ticks: dict[str, float] = {}  # live tick per token (book `tick_size`, `tick_size_change`)
+        self.venue_ts: dict[str, int] = {}  # server timestamp of the venue top last checked, per token
         self.subscribed: set[str] = set()
         self.complements: set[str] = set()  # NO tokens of subscribed YES tokens: expected, ignored
         self.bids: dict[str, BookSide] = {}
@@ -391,6 +393,7 @@ class BookTracker:
 
     def forget(self, token: str) -> None:
         self.ticks.pop(token, None)
+        self.venue_ts.pop(token, None)
         self.bids.pop(token, None)
         self.asks.pop(token, None)
         self.top.pop(token, None)
@@ -606,9 +609,11 @@ class BookTracker:
                 self.count("malformed_message", _tok(ch), repr(exc))
         if dropped:
             self.count("rejected_depth", "", f"{dropped} levels beyond {self.cap} per side", dropped)
+        seen = self.venue_ts
         for token in moved:
             top = venue.get(token)
-            if top is not None:
+            if top is not None and ts >= seen.get(token, 0):  # an older (reordered) message's top is stale
+                seen[token] = ts
                 self._check_top(token, top)
             self._emit(token, ts, recv_ms, out)
 
