@@ -21,11 +21,10 @@ the first share-set that no longer makes money (marginal costs only rise down th
 when a leg's known depth ends, so it goes only as deep as needed (and to `CURVE_SIZES[-1]`
 shares for the curve); a basket that loses money on its first share-set stops at once (no
 size, no curve: the common case costs one step). Published: `cost` (top of book, per
-share-set, as before); the largest
-number of share-sets still profitable net of fees (`size_at_profit`, floored to 0.01 share);
-the VWAP cost per share-set and the net $ profit and $ fees at that size; the net $ profit at
-`CURVE_SIZES` share-sets (None where the known depth ends first; empty when the first
-share-set already loses). A basket whose profitable
+share-set, as before); the largest number of share-sets still profitable net of fees
+(`size_at_profit`, floored to 0.01 share); the VWAP cost per share-set and the net $ profit
+and $ fees at that size; the net $ profit at `CURVE_SIZES` share-sets (None where the known
+depth ends first; empty when the first share-set already loses). A basket whose profitable
 size is below any leg's minimum order (`orderMinSize`) is not an opportunity: its size and net
 profit are 0. Sizes count only the `BOOK_DEPTH` levels the tracker keeps: never more than is
 known to rest on the books.
@@ -46,9 +45,9 @@ basket unhedged), the tick (live `tick_size_change` first, else Gamma's), the mi
 the neg-risk flag.
 
 Lock-up: the payout is realised when the last leg resolves (`payout_date`, the latest leg's
-Gamma `endDate`, computed once per cover: `CoverSpec.payout_date`); `annualised` = net profit / (VWAP cost + fees) at the profitable size ×
-365 / days from the newest leg price to that date (at least 1 day; simple, not compounded);
-None without a size or a date.
+Gamma `endDate`, computed once per cover: `CoverSpec.payout_date`); `annualised` = net profit
+/ (VWAP cost + fees) at the profitable size × 365 / days from the newest leg price to that
+date (at least 1 day; simple, not compounded); None without a size or a date.
 """
 
 from __future__ import annotations
