@@ -7,12 +7,21 @@ time. It prints p50/p99 latency from the update being sent to the re-priced port
 in Redis, and the work per update (CPU time and re-pricings), side by side for both sizes.
 Goals: p99 <= 50 ms at 2,000 updates/s; work per update flat (within 1.5x) from 1k to 100k.
 
+With `--depth-compare` it runs the same load (`--portfolios`, default 1,000) twice in one
+process, side by side: updates carrying only the top of book, priced from the top of book
+(`depth=False`: the pricing before issue 16, size = the smallest top size), and updates
+carrying `BOOK_DEPTH` levels per side, priced by the depth walk (the profitable size net of
+fees, VWAP, the 10/100/1,000 curve, the order per leg). About half the baskets of this load
+are profitable at the top (a real book has few), so the walk runs deep often: a harsh case. Goal: CPU per update
+with depth within 1.3x of top of book.
+
 With `--processes 2` it instead runs the same load (`--portfolios`, default 1,000) in one
 process and then in a cluster of two (`cluster_main`, one worker each, the updates split
 between them), side by side: the scale-out of the keyed join and its sink.
 
     .venv/bin/python -m bench.portfolio_latency [--rate 2000] [--seconds 10] [--fanout 10]
     .venv/bin/python -m bench.portfolio_latency --processes 2 [--portfolios 1000]
+    .venv/bin/python -m bench.portfolio_latency --depth-compare [--portfolios 1000]
 """
 
 from __future__ import annotations
@@ -35,6 +44,7 @@ from bytewax.dataflow import Dataflow
 from bytewax.inputs import DynamicSource, StatelessSourcePartition
 from bytewax.testing import TestingSource, cluster_main, run_main
 
+from connectors.clob.protocol import BOOK_DEPTH
 from connectors.redis.portfolio_sink import PortfolioSink
 from connectors.redis.layout import RedisKeys
 from connectors.redis.server import EmbeddedRedis, free_port
@@ -61,8 +71,9 @@ def covers_for(n: int, fanout: int = 10) -> tuple[list[CoverSpec], list[str]]:
 
 
 class Ticks(DynamicSource):
-    def __init__(self, tokens: list[str], rate: float, seconds: float, ready: threading.Event) -> None:
+    def __init__(self, tokens: list[str], rate: float, seconds: float, ready: threading.Event, depth: int = 0) -> None:
         self.tokens, self.rate, self.seconds, self.ready = tokens, rate, seconds, ready
+        self.depth = depth
         self.sent = 0
 
     def build(self, step_id, worker_index, worker_count):  # noqa: ANN001, ANN201
@@ -71,10 +82,24 @@ class Ticks(DynamicSource):
         mine = outer.tokens[worker_index::worker_count]  # each worker sends its share of the load
         rate = outer.rate / worker_count
 
+        depth = outer.depth
+
+        def book(bid: float) -> PriceUpdate:
+            if not depth:
+                return PriceUpdate("", bid, round(bid + 0.02, 2), 100.0, 100.0)
+            bids: list[float] = []
+            asks: list[float] = []
+            for k in range(depth):  # a book one tick per level, sizes like real ones (tens to hundreds)
+                bids += (round(bid - k / 100, 2), float(rng.randint(10, 300)))
+                asks += (round(bid + 0.02 + k / 100, 2), float(rng.randint(10, 300)))
+            return PriceUpdate("", bids[0], asks[0], bids[1], asks[1], 0, 0, -1, False, tuple(bids), tuple(asks), 0.01)
+
+        # books made ahead (both modes alike), so generating them is not part of the CPU measured
+        pool = [book(rng.randint(20, 70) / 100) for _ in range(512)]
+
         def quote(tok: str) -> PriceUpdate:
-            bid = rng.randint(20, 70) / 100
             now = int(time.time() * 1000)
-            return PriceUpdate(tok, bid, round(bid + 0.02, 2), 100.0, 100.0, now, now)
+            return pool[rng.randrange(512)]._replace(token_id=tok, exchange_ts_ms=now, recv_ts_ms=now)
 
         class Part(StatelessSourcePartition):
             def __init__(self) -> None:
@@ -107,7 +132,7 @@ class Ticks(DynamicSource):
 
 
 def run(n: int, rate: float, seconds: float, redis_url: str, fanout: int = 10,
-        cluster: tuple[list[str], int] | None = None) -> dict[str, Any]:
+        cluster: tuple[list[str], int] | None = None, depth: int = 0) -> dict[str, Any]:
     """One measurement in this process; with `cluster` (addresses, process id) this process is
     one member of a cluster running the same flow (the caller has flushed Redis)."""
     client = redis.Redis.from_url(redis_url)
@@ -117,7 +142,7 @@ def run(n: int, rate: float, seconds: float, redis_url: str, fanout: int = 10,
     join_metrics = MetricGroup("portfolios")
     covers, tokens = covers_for(n, fanout)
     ready = threading.Event()
-    ticks = Ticks(tokens, rate, seconds, ready)
+    ticks = Ticks(tokens, rate, seconds, ready, depth)
     marks: dict[str, float] = {}
     keys = RedisKeys("lat")
 
@@ -136,7 +161,7 @@ def run(n: int, rate: float, seconds: float, redis_url: str, fanout: int = 10,
     cover_stream = op.input("covers", flow, TestingSource(covers, batch_size=1000))
     closed = op.filter("no_closures", cover_stream, lambda _c: False)
     changes = portfolio_join("join", prices, cover_stream, op.map("as_closed", closed, lambda c: c),
-                             min_coverage=0.0, max_cost=100.0, metrics=join_metrics)
+                             min_coverage=0.0, max_cost=100.0, metrics=join_metrics, depth=depth > 0)
     op.output("redis", changes, PortfolioSink(redis_url, "lat", metrics=sink_metrics))
     threading.Thread(target=watch, daemon=True).start()
     if cluster is None:
@@ -207,6 +232,7 @@ def main() -> None:
     ap.add_argument("--fanout", type=int, default=10, help="portfolios holding each token")
     ap.add_argument("--processes", type=int, default=0, help="compare 1 process with this many")
     ap.add_argument("--portfolios", type=int, default=1000, help="with --processes: how many")
+    ap.add_argument("--depth-compare", action="store_true", help="top of book vs depth-aware pricing")
     ap.add_argument("--member", type=int, help=argparse.SUPPRESS)  # a cluster member (internal)
     ap.add_argument("--addresses", help=argparse.SUPPRESS)
     ap.add_argument("--out", help=argparse.SUPPRESS)
@@ -219,6 +245,15 @@ def main() -> None:
         return
     head = (f"price updates at {a.rate:,.0f}/s for {a.seconds:g} s, ~{a.fanout} portfolios per token; "
             "latency = update sent -> portfolio in Redis")
+    if a.depth_compare:
+        with EmbeddedRedis() as rs:
+            top = summary([run(a.portfolios, a.rate, a.seconds, rs.url, a.fanout)])
+            deep = summary([run(a.portfolios, a.rate, a.seconds, rs.url, a.fanout, depth=BOOK_DEPTH)])
+        print_rows(f"{head}; {a.portfolios:,} portfolios",
+                   [("top of book", top), (f"depth {BOOK_DEPTH} levels", deep)])
+        print(f"depth / top of book: CPU per update {deep['cpu_us_per_update'] / top['cpu_us_per_update']:.2f}x "
+              f"(goal <= 1.3x), p99 {deep['p99'] / top['p99']:.2f}x")
+        return
     if a.processes:
         with EmbeddedRedis() as rs:
             one = summary([run(a.portfolios, a.rate, a.seconds, rs.url, a.fanout)])

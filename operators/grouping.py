@@ -145,7 +145,7 @@ def _group_market(m: Market, ptype: PartitionType, title: str, event_end: date |
     return GroupMarket(
         market_id=m.id, question=m.question, label=m.group_item_title, yes_token=m.yes_token, no_token=m.no_token,
         resolution_date=resolved.isoformat() if resolved else None, threshold=threshold, direction=direction,
-        cumulative=cumulative, basis=basis,
+        cumulative=cumulative, basis=basis, terms=m.terms,
     )
 
 

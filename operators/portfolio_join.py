@@ -63,8 +63,12 @@ class TokenFanout(StatefulLogic):
             return [(cid, ("px", payload)) for cid in self.covers], StatefulLogic.RETAIN
         if kind == "reg":
             spec: CoverSpec = payload
-            if spec.id in self.covers:
-                return [], StatefulLogic.RETAIN  # re-registration (event re-grouped): nothing new
+            known = self.covers.get(spec.id)
+            if known is not None:
+                if known == spec:
+                    return [], StatefulLogic.RETAIN  # re-registration (event re-grouped): nothing new
+                self.covers[spec.id] = spec  # same legs, new terms (a fee or tick changed on Gamma)
+                return [(spec.id, ("reg", spec))], StatefulLogic.RETAIN
             self.covers[spec.id] = spec
             out: list[tuple[str, tuple[str, Any]]] = [(spec.id, ("reg", spec))]
             if self.price is not None:
@@ -93,10 +97,12 @@ class CoverPricer(StatefulLogic):
         min_coverage: float,
         max_cost: float,
         metrics: MetricGroup,
+        depth: bool = True,
     ) -> None:
         self.min_coverage = min_coverage
         self.max_cost = max_cost
         self.metrics = metrics
+        self.depth = depth  # False: top-of-book pricing (the benchmark's baseline)
         if resume is None:
             self.spec: CoverSpec | None = None
             self.quotes: dict[str, PriceUpdate] = {}
@@ -107,7 +113,8 @@ class CoverPricer(StatefulLogic):
     def _reprice(self) -> list[PortfolioChange]:
         assert self.spec is not None
         self.metrics.inc("repriced")
-        quote, reason = evaluate(self.spec, self.quotes, min_coverage=self.min_coverage, max_cost=self.max_cost)
+        quote, reason = evaluate(self.spec, self.quotes, min_coverage=self.min_coverage, max_cost=self.max_cost,
+                                 depth=self.depth)
         if quote is None:
             if reason == REASON_CROSSED:
                 self.metrics.inc("crossed_book")
@@ -121,23 +128,26 @@ class CoverPricer(StatefulLogic):
         return []
 
     def _same_for_legs(self, old: PriceUpdate, new: PriceUpdate) -> bool:
-        """True when nothing the legs on this token pay changed: a YES leg buys at the YES
-        ask, a NO leg at 1 − the YES bid (see `pricing`)."""
+        """True when nothing the legs on this token pay changed: a YES leg buys from the YES
+        asks, a NO leg from 1 − the YES bids (see `pricing`), each as deep as the update
+        carries; a new tick changes the limit prices of both."""
         assert self.spec is not None
+        if old.tick != new.tick:
+            return False
         for leg in self.spec.legs:
             if leg.yes_token != new.token_id:
                 continue
             if leg.side is Side.YES:
-                if old.best_ask != new.best_ask or old.ask_size != new.ask_size:
+                if old.best_ask != new.best_ask or old.ask_size != new.ask_size or old.asks != new.asks:
                     return False
-            elif old.best_bid != new.best_bid or old.bid_size != new.bid_size:
+            elif old.best_bid != new.best_bid or old.bid_size != new.bid_size or old.bids != new.bids:
                 return False
         return True
 
     def on_item(self, value: tuple[str, Any]) -> tuple[list[PortfolioChange], bool]:
         kind, payload = value
         if kind == "reg":
-            if self.spec is None:
+            if self.spec is None or self.spec != payload:  # new, or its legs' terms changed
                 self.spec = payload
                 return self._reprice(), StatefulLogic.RETAIN
             return [], StatefulLogic.RETAIN
@@ -179,10 +189,12 @@ def portfolio_join(
     retracted: Stream[CoverRetracted] | None = None,
     metrics: MetricGroup | None = None,
     steps: MetricGroup | None = None,
+    depth: bool = True,
 ) -> Stream[PortfolioChange]:
     """Wire both stages: prices + covers + closures (+ retractions) in, upserts/removals out;
     the pricer counts into `metrics` (the flow's "portfolios" group); with `steps`, an item that
-    makes a stage raise is dropped and counted there instead of ending the flow."""
+    makes a stage raise is dropped and counted there instead of ending the flow. `depth=False`
+    prices from the top of book alone (the latency benchmark's baseline)."""
     group = metrics if metrics is not None else MetricGroup("portfolios")
     px = op.map(f"{step_id}_px", prices, lambda p: (p.token_id, ("px", tuple(p))))
     reg = op.flat_map(f"{step_id}_reg", covers, _registrations)
@@ -199,7 +211,8 @@ def portfolio_join(
         f"{step_id}_price",
         by_cover,
         guarded_logic(f"{step_id}_price",
-                      lambda resume: CoverPricer(resume, min_coverage=min_coverage, max_cost=max_cost, metrics=group),
+                      lambda resume: CoverPricer(resume, min_coverage=min_coverage, max_cost=max_cost, metrics=group,
+                                                 depth=depth),
                       steps),
     )
     return op.map(f"{step_id}_unkey", priced, lambda kv: kv[1])

@@ -21,7 +21,8 @@ from polyalphascan.records import CoverKind, CoverSpec, Group, GroupMarket, Leg,
 
 
 def leg(group: Group, market: GroupMarket, side: Side) -> Leg:
-    return Leg(market.market_id, side, market.yes_token, market.no_token, market.question, group.event_id)
+    return Leg(market.market_id, side, market.yes_token, market.no_token, market.question, group.event_id,
+               market.terms)
 
 
 def _pair(kind: CoverKind, group: Group, yes: GroupMarket, no: GroupMarket, why: str) -> CoverSpec:

@@ -25,6 +25,34 @@ class Side(str, Enum):
         return Side.NO if self is Side.YES else Side.YES
 
 
+# --------------------------------------------------------------------------- execution terms (issue 16)
+@dataclass(frozen=True, slots=True)
+class MarketTerms:
+    """What trading one market costs and allows, read from its Gamma record: the price tick
+    (`orderPriceMinTickSize`; the live `tick_size_change` overrides it per token), the minimum
+    order in shares (`orderMinSize`), the taker fee (`feesEnabled`, `feeSchedule.rate` /
+    `.exponent`; see `operators.pricing` for the formula), the neg-risk flag and the date the
+    market resolves (its `endDate`, ISO-8601 as Gamma sent it). Kept for the record:
+    `feeType`, `takerBaseFee` / `makerBaseFee` (bps) and `negRiskFeeBips` (a fee on neg-risk
+    conversions, which the scanner does not do). The default is a fee-free market on a 0.01
+    tick with no minimum order."""
+
+    tick: float = 0.01
+    min_size: float = 0.0
+    fees_enabled: bool = False
+    fee_rate: float = 0.0  # taker fee rate of the formula (0 = fee-free)
+    fee_exponent: float = 1.0
+    fee_type: str = ""
+    taker_base_fee_bps: float = 0.0
+    maker_base_fee_bps: float = 0.0
+    neg_risk_fee_bps: float = 0.0
+    neg_risk: bool = False
+    end_date: str | None = None
+
+
+FREE_TERMS = MarketTerms()
+
+
 # --------------------------------------------------------------------------- Gamma side
 @dataclass(frozen=True, slots=True)
 class Market:
@@ -52,6 +80,7 @@ class Market:
     yes_price: float | None = None  # Gamma outcomePrices snapshot (not live)
     no_price: float | None = None
     version: str = "v1"
+    terms: MarketTerms = FREE_TERMS  # tick, minimum order, fees, resolution date (issue 16)
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +125,10 @@ class EventDelta:
 
 # --------------------------------------------------------------------------- CLOB side
 class PriceUpdate(NamedTuple):
-    """Top of book for one token after a change. Prices are in [0, 1]; None = empty side.
+    """Top of book (and the first levels) for one token after a change. Prices are in [0, 1];
+    None = empty side. `bids` / `asks`: the best `BOOK_DEPTH` levels of each side as one flat
+    tuple of floats, best first (price, size, price, size, ...): plain floats pickle cheaply.
+    `tick`: the token's live tick size (0.0 = not announced; Gamma's then applies).
 
     A NamedTuple, not a dataclass: it is the hottest record (every book change makes one, the
     join forwards it to every portfolio holding the token), and as a plain tuple (`tuple(u)`)
@@ -111,6 +143,9 @@ class PriceUpdate(NamedTuple):
     recv_ts_ms: int = 0  # local receive time (epoch ms)
     shard: int = -1
     derived: bool = False  # True when computed from the complementary token's book
+    bids: tuple[float, ...] = ()  # best first: p0, s0, p1, s1, ...
+    asks: tuple[float, ...] = ()
+    tick: float = 0.0
 
 
 # --------------------------------------------------------------------------- groups
@@ -133,6 +168,7 @@ class GroupMarket:
     direction: str | None = None  # "above" | "below" for THRESHOLD groups
     cumulative: bool = False  # YES means "at or beyond my bar / by my date": a rung of a ladder
     basis: str = ""  # where the date or bar and its direction were read (the proof of a rung)
+    terms: MarketTerms = FREE_TERMS  # tick, minimum order, fees, resolution date (issue 16)
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,6 +204,7 @@ class Leg:
     no_token: str
     question: str = ""
     event_id: str = ""
+    terms: MarketTerms = FREE_TERMS  # tick, minimum order, fees, resolution date (issue 16)
 
     @property
     def token_id(self) -> str:
@@ -194,10 +231,16 @@ class CoverSpec:
     payout: float = 1.0  # guaranteed minimum payout ($); N-1 for ALL_NO
     explanation: str = ""
     id: str = field(default="")
+    #: ISO date the last leg resolves (when the payout is realised); None when a leg has no
+    #: end date. Derived from the legs' terms (issue 16), computed once here, not per pricing.
+    payout_date: str | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if not self.id:
             object.__setattr__(self, "id", cover_id(self.kind, self.legs))
+        ends = [leg.terms.end_date for leg in self.legs]
+        if ends and all(ends):
+            object.__setattr__(self, "payout_date", max(e[:10] for e in ends if e))
 
     @property
     def token_ids(self) -> tuple[str, ...]:
@@ -221,6 +264,14 @@ class LegQuote:
     ask: float  # executable price of the position bought
     ask_size: float | None  # shares available at that price
     bid: float | None = None
+    # execution-ready order for the basket at `PortfolioQuote.size_at_profit` (issue 16)
+    shares: float = 0.0  # shares to buy (equal on every leg)
+    limit: float | None = None  # worst price the walk takes, rounded up to the tick
+    vwap: float | None = None  # average price of those shares
+    fee: float = 0.0  # taker fee on those shares ($)
+    tick: float = 0.01
+    min_size: float = 0.0
+    neg_risk: bool = False
 
 
 @dataclass(slots=True)  # not frozen: built on every re-pricing; never mutated after
@@ -239,10 +290,17 @@ class PortfolioQuote:
     loss_probability: float
     expected_profit: float  # coverage * payout - cost (seed: coverage - cost for pairs)
     tier: int  # 1..4 (4 = below minimum coverage)
-    size_at_profit: float  # share-sets buyable at these asks (min of top-of-book sizes)
+    size_at_profit: float  # the most share-sets buyable at a profit net of fees (0: none, or below a minimum order)
     updated_ms: int  # epoch ms of the newest leg price
     explanation: str = ""
     question: str = ""  # human summary: target question
+    # depth, fees and lock-up (issue 16); see `operators.pricing`
+    net_profit: float = 0.0  # $ profit net of fees when buying `size_at_profit` share-sets
+    vwap_cost: float | None = None  # average cost of one share-set at that size, fees excluded
+    fees: float = 0.0  # $ taker fees at that size
+    curve: tuple[float | None, ...] = ()  # net $ profit at CURVE_SIZES share-sets (None: the book is not that deep)
+    payout_date: str | None = None  # ISO date the last leg resolves (when the payout is realised)
+    annualised: float | None = None  # net return at that size per year of lock-up (simple)
 
     @property
     def profitable(self) -> bool:

@@ -12,7 +12,7 @@ import redis
 from rich.table import Table
 
 from connectors.redis.layout import RedisKeys
-from polyalphascan.opportunities import CSV_COLUMNS, Life, csv_row, summary_rows
+from polyalphascan.lives import CSV_COLUMNS, Life, csv_row, summary_rows
 
 
 def parse_time(value: str | None) -> int | None:

@@ -79,6 +79,7 @@ def performance_report(client: redis.Redis, prefix: str) -> dict[str, Any]:
             "size": int(cache.get("size", 0)),
             "evictions": int(cache.get("evictions", 0)),
         },
+        "coverage": _coverage(ws),
         "errors": errors,
         "health": health,
         **_history_and_alerts(client, keys, groups["alerts"]),
@@ -86,7 +87,7 @@ def performance_report(client: redis.Redis, prefix: str) -> dict[str, Any]:
 
 
 def _history_and_alerts(client: redis.Redis, keys: RedisKeys, alerts: dict[str, float]) -> dict[str, Any]:
-    """Issue 18: the history recorder's live figures (null while none runs) and the alert
+    """The history recorder's live figures (null while none runs) and the alert
     process's counters (`delivered_S`, `retries_S`, `delivery_latency_ms_S_avg`/`_p95`, ...)."""
     import orjson
 
@@ -96,6 +97,22 @@ def _history_and_alerts(client: redis.Redis, keys: RedisKeys, alerts: dict[str, 
     except orjson.JSONDecodeError:
         history = None
     return {"history": history, "alerts": {k: round(v, 3) for k, v in sorted(alerts.items())}}
+
+
+def _coverage(ws: dict[str, float]) -> dict[str, Any]:
+    """Tokens subscribed vs tokens that received their `book`, per shard and in total (%)."""
+    shards: dict[str, float] = {}
+    total_sub = total_booked = 0
+    for name, value in ws.items():
+        if name.startswith("shard") and name.endswith("_booked"):
+            sid = name[5:-7]
+            sub = int(ws.get(f"shard{sid}_tokens", 0))
+            booked = int(value)
+            total_sub += sub
+            total_booked += booked
+            shards[sid] = round(100.0 * booked / sub, 1) if sub else 0.0
+    return {"total_pct": round(100.0 * total_booked / total_sub, 1) if total_sub else 0.0,
+            "tokens_subscribed": total_sub, "tokens_booked": total_booked, "shards": dict(sorted(shards.items()))}
 
 
 class MonitoringServer(ThreadedHttpServer):

@@ -14,7 +14,7 @@ from connectors.redis.layout import RedisKeys
 
 
 def top_portfolios(client: redis.Redis, prefix: str, n: int = 20, *, profitable_only: bool = False) -> list[dict[str, Any]]:
-    """The `n` best portfolios: by profit among opportunities, else by expected profit."""
+    """The `n` best portfolios: by net profit among opportunities, else by expected profit."""
     keys = RedisKeys(prefix)
     zkey = keys.opportunities if profitable_only else keys.ranking
     ids = client.zrevrange(zkey, 0, n - 1)
@@ -42,8 +42,8 @@ def render_table(portfolios: list[dict[str, Any]], *, now_ms: int | None = None,
     for col, kw in (
         ("kind", {}), ("legs (side, question, ask)", {"ratio": 1}), ("cost", {"justify": "right"}),
         ("payout", {"justify": "right"}), ("profit", {"justify": "right"}), ("profit %", {"justify": "right"}),
-        ("coverage", {"justify": "right"}), ("tier", {"justify": "right"}), ("size", {"justify": "right"}),
-        ("age", {"justify": "right"}),
+        ("coverage", {"justify": "right"}), ("tier", {"justify": "right"}), ("size at profit", {"justify": "right"}),
+        ("net profit $", {"justify": "right"}), ("annualised", {"justify": "right"}), ("age", {"justify": "right"}),
     ):
         table.add_column(col, **kw)
     for p in portfolios:
@@ -59,7 +59,9 @@ def render_table(portfolios: list[dict[str, Any]], *, now_ms: int | None = None,
             f"{p['profit_pct']:+.2f}",
             f"{p['coverage']:.3f}",
             str(p["tier"]),
-            f"{p['size_at_profit']:.0f}",
+            f"{p['size_at_profit']:.2f}",
+            f"{p.get('net_profit') or 0.0:+.2f}",
+            f"{ann * 100:+.1f}%" if (ann := p.get("annualised")) is not None else "—",
             f"{age_s:.0f}s",
             style=style,
         )

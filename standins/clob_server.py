@@ -65,6 +65,10 @@ class ClobFaults:
     poison_rate: float = 0.0  # per 10 ms tick: one poison episode (kinds in turn)
     poison_kinds: tuple[str, ...] = CLOB_POISON_KINDS
     poison_restore_s: float = 0.05  # the true `book` follows a poisoned token this much later
+    #: per-asset silent loss (seen live): the first this many distinct assets subscribed get
+    #: nothing on that subscription (no `book`, no changes) until unsubscribed and subscribed again;
+    #: a duplicate subscribe of them is ignored, as the venue does
+    silent_first_subscriptions: int = 0
     seed: int = 0
     rng: random.Random = field(init=False)
 
@@ -157,6 +161,7 @@ class ClobServer:
         self._carry = 0.0
         self._poison_turn = 0
         self._restores: list[tuple[float, int, str]] = []  # (due, connection id, asset) of poisoned books
+        self._seen_assets: set[str] = set()  # for `silent_first_subscriptions`
 
     # ------------------------------------------------------------------ public controls
     def set_rate(self, rate: float) -> None:
@@ -360,10 +365,18 @@ class ClobServer:
         new = [a for a in dict.fromkeys(assets) if a not in conn.assets]
         if len(conn.assets) + len(new) > self.asset_cap:
             return []
+        out = []
         for a in new:
             conn.assets.add(a)
+            if a not in self._seen_assets:
+                self._seen_assets.add(a)
+                if self.faults.silent_first_subscriptions > 0:
+                    self.faults.silent_first_subscriptions -= 1
+                    self.stats.faults["silent_subscription"] += 1
+                    continue  # subscribed, yet nothing will come
             self._by_asset[a].add(conn.cid)
-        return new
+            out.append(a)
+        return out
 
     def _unsubscribe(self, conn: _Conn, assets: list[str]) -> None:
         for a in assets:

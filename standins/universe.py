@@ -778,6 +778,7 @@ class Universe:
             "bestBid": P[b] if quoted else None, "bestAsk": P[a] if quoted else None,
             "spread": round((a - b) / 100, 2) if quoted else None,
             "lastTradePrice": float(prices[0]), "orderPriceMinTickSize": 0.01, "orderMinSize": 5,
+            "feesEnabled": False, "feeType": None, "feeSchedule": None,  # as real fee-free records have them
             "umaResolutionStatuses": json.dumps(["resolved"] if m.closed else []),
         }
         if m.version == "v2":

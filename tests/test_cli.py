@@ -56,3 +56,20 @@ def test_market_text_is_printed_as_data_never_as_markup() -> None:
     out = io.StringIO()
     Console(file=out, width=400, color_system=None).print(render_table([row], now_ms=0))
     assert hostile[:48] in out.getvalue()
+
+
+def test_top_table_shows_size_net_profit_and_annualised_return() -> None:
+    import io
+
+    from rich.console import Console
+
+    from polyalphascan_app.top_table import render_table
+
+    row = {"kind": "all_no", "guaranteed": True, "cost": 1.95, "payout": 2.0, "profit": 0.05, "profit_pct": 2.56,
+           "coverage": 1.0, "tier": 1, "size_at_profit": 80.5, "net_profit": 8.2, "annualised": 0.6834,
+           "updated_ms": 0, "legs": [{"side": "NO", "question": "A?", "market_id": "1", "ask": 0.7}]}
+    out = io.StringIO()
+    Console(file=out, width=400, color_system=None).print(render_table([row, {**row, "annualised": None}], now_ms=0))
+    text = out.getvalue()
+    assert "size at profit" in text and "net profit $" in text and "annualised" in text
+    assert "80.50" in text and "+8.20" in text and "+68.3%" in text and "—" in text

@@ -62,7 +62,8 @@ BASE = book("a", [("0.40", "10"), ("0.41", "5"), ("0.39", "0")], [("0.45", "7"),
 def test_book_snapshot_sets_the_top_and_every_field() -> None:
     t = tracker("a", shard=4)
     (u,) = send(t, BASE, recv=55)
-    assert u == PriceUpdate("a", 0.41, 0.45, 5.0, 7.0, 100, 55, 4)  # zero-size levels are no levels
+    # zero-size levels are no levels; the depth is best first on each side
+    assert u == PriceUpdate("a", 0.41, 0.45, 5.0, 7.0, 100, 55, 4, False, (0.41, 5.0, 0.40, 10.0), (0.45, 7.0, 0.47, 2.0))
     assert t.bids["a"] == {0.40: 10.0, 0.41: 5.0} and t.asks["a"] == {0.45: 7.0, 0.47: 2.0}
     assert t.events["book"] == 1 and not t.errors
     # a snapshot replaces the book whole: old levels go
@@ -94,14 +95,21 @@ def test_level_changes_move_the_top_on_the_right_side(level: tuple[str, str, str
     assert t.top["a"] == want[1:]
 
 
-def test_changes_below_the_top_update_the_book_but_emit_nothing() -> None:
+def test_changes_below_the_top_emit_the_new_depth_and_beyond_the_depth_nothing() -> None:
     t = tracker("a")
     send(t, BASE)
-    assert send(t, change(("a", "0.40", "12", "BUY"), ("a", "0.47", "0", "SELL"), ("a", "0.30", "0", "BUY"))) == []
+    (u,) = send(t, change(("a", "0.40", "12", "BUY"), ("a", "0.47", "0", "SELL"), ("a", "0.30", "0", "BUY")))
+    assert top(u) == ("a", 0.41, 0.45, 5.0, 7.0) and u.bids == (0.41, 5.0, 0.40, 12.0) and u.asks == (0.45, 7.0)
     assert t.bids["a"] == {0.40: 12.0, 0.41: 5.0} and t.asks["a"] == {0.45: 7.0}
-    # ...and they matter once the level above goes
     (u,) = send(t, change(("a", "0.41", "0", "BUY"), ("a", "0.45", "0", "SELL")))
-    assert top(u) == ("a", 0.40, None, 12.0, None)
+    assert top(u) == ("a", 0.40, None, 12.0, None) and u.bids == (0.40, 12.0) and u.asks == ()
+    # with a depth of one level a change below the top emits nothing, and matters once the top goes
+    t = BookTracker(2, depth=1)
+    t.subscribed = {"a"}
+    send(t, BASE)
+    assert send(t, change(("a", "0.40", "12", "BUY"), ("a", "0.47", "0", "SELL"))) == []
+    (u,) = send(t, change(("a", "0.41", "0", "BUY")))
+    assert top(u) == ("a", 0.40, 0.45, 12.0, 7.0) and u.bids == (0.40, 12.0) and u.asks == (0.45, 7.0)
 
 
 def test_a_level_change_before_the_book_waits_for_the_book() -> None:
@@ -109,7 +117,7 @@ def test_a_level_change_before_the_book_waits_for_the_book() -> None:
     t = tracker("a", "b")
     send(t, book("b", [("0.1", "1")], []))
     assert send(t, change(("a", "0.20", "3", "BUY"), ("a", "0.30", "4", "SELL"), ("b", "0.2", "2", "BUY"))) == [
-        PriceUpdate("b", 0.2, None, 2.0, None, 200, 7, 2)]  # the booked token in the same message applies
+        PriceUpdate("b", 0.2, None, 2.0, None, 200, 7, 2, False, (0.2, 2.0, 0.1, 1.0))]  # the booked token applies
     assert t.errors["rejected_change_before_book"] == 2 and "a" not in t.top and "a" not in t.booked
     assert t.bids.get("a", {}) == {} and t.asks.get("a", {}) == {}
     (u,) = send(t, book("a", [("0.25", "1")], [("0.35", "2")]))  # the book starts it; changes then apply
@@ -118,10 +126,10 @@ def test_a_level_change_before_the_book_waits_for_the_book() -> None:
     assert top(u) == ("a", 0.25, 0.30, 1.0, 4.0)
     t.forget("a")  # unsubscribed: the next changes wait for a new book again
     assert send(t, change(("a", "0.26", "1", "BUY"))) == [] and t.errors["rejected_change_before_book"] == 3
-    # a best_bid_ask announces a top (emitted) but is no book: changes still wait
-    (u,) = send(t, {"event_type": "best_bid_ask", "asset_id": "a", "best_bid": "0.3", "best_ask": "0.4"})
-    assert top(u) == ("a", 0.3, 0.4, 0.0, 0.0)
-    assert send(t, change(("a", "0.31", "1", "BUY"))) == [] and t.errors["rejected_change_before_book"] == 4
+    # a best_bid_ask is no book either: refused, counted, the snapshot asked for again
+    assert send(t, {"event_type": "best_bid_ask", "asset_id": "a", "best_bid": "0.3", "best_ask": "0.4"}) == []
+    assert t.errors["rejected_change_before_book"] == 4 and "a" in t.need_book and "a" not in t.top
+    assert send(t, change(("a", "0.31", "1", "BUY"))) == [] and t.errors["rejected_change_before_book"] == 5
 
 
 def test_one_update_per_token_per_frame_the_newest_state() -> None:
@@ -313,11 +321,15 @@ def test_unknown_levels_in_a_change_do_not_stop_the_known_ones_after_them() -> N
     assert send(t, change(("a", "0.20", "0", "BUY"))) == [] and not t.errors.get("malformed_message")
 
 
-def test_best_bid_ask_before_any_book() -> None:
+def test_best_bid_ask_before_any_book_is_no_price() -> None:
     t = tracker("a")
+    assert send(t, {"event_type": "best_bid_ask", "asset_id": "a", "best_bid": "0.30", "best_ask": "0.35",
+                    "timestamp": "9"}, recv=77) == []
+    assert t.errors["rejected_change_before_book"] == 1 and t.need_book == {"a"}
+    send(t, book("a", [("0.29", "4")], [("0.36", "5")]))
     (u,) = send(t, {"event_type": "best_bid_ask", "asset_id": "a", "best_bid": "0.30", "best_ask": "0.35",
                     "timestamp": "9"}, recv=77)
-    assert u == PriceUpdate("a", 0.30, 0.35, 0.0, 0.0, 9, 77, 2)
+    assert u[:8] == PriceUpdate("a", 0.30, 0.35, 0.0, 0.0, 9, 77, 2)[:8] and u.bids == (0.30, 0.0, 0.29, 4.0)
 
 
 def test_subscription_messages() -> None:
@@ -326,3 +338,125 @@ def test_subscription_messages() -> None:
         "custom_feature_enabled": False}
     assert orjson.loads(subscription_change("unsubscribe", ["z", "y"])) == {
         "operation": "unsubscribe", "assets_ids": ["y", "z"]}
+
+
+# ------------------------------------------------------------------ real recorded frames (issue 16)
+REAL = orjson.loads((__import__("pathlib").Path(__file__).parent / "fixtures/clob_real/market_channel_frames.json")
+                    .read_bytes())
+PC_YES = "40600137944982070120020561148201046074034528738262880058756488608210871246278"
+PC_NO = "79597156840177168343562124064866301094619106642263695929345529947536386203124"
+BOOK_TOKEN = "63691357964355397861776339416833450653158434687925250159757815624217137833471"
+
+
+def test_real_book_unsorted_levels_give_the_sorted_depth_and_its_tick() -> None:
+    t = tracker(BOOK_TOKEN)
+    (u,) = t.handle(REAL["book"], 1786728432400)
+    assert top(u) == (BOOK_TOKEN, 0.004, 0.009, 100.0, 25.0)
+    assert u.bids == (0.004, 100.0, 0.001, 2200.8) and u.asks == (0.009, 25.0, 0.999, 50.0)
+    assert u.tick == 0.001 and u.exchange_ts_ms == 1786728432337
+
+
+def test_real_price_change_before_its_book_emits_nothing_and_asks_for_the_book() -> None:
+    t = tracker(PC_YES, complements=(PC_NO,))
+    assert t.handle(REAL["price_change"], 1786728438500) == []
+    assert t.errors["rejected_change_before_book"] == 1 and t.need_book == {PC_YES} and PC_YES not in t.top
+    assert t.events["complement_skipped"] == 1
+
+
+def test_real_price_change_agreeing_with_the_book_counts_no_disagreement() -> None:
+    t = tracker(PC_YES, complements=(PC_NO,))
+    # a book built for this test, consistent with the venue's announced top (0.07 / 0.08)
+    send(t, book(PC_YES, [("0.07", "50"), ("0.05", "10")], [("0.08", "40"), ("0.09", "5")]))
+    (u,) = t.handle(REAL["price_change"], 1786728438500)
+    assert top(u) == (PC_YES, 0.07, 0.08, 50.0, 40.0) and u.bids == (0.07, 50.0, 0.06, 374.34, 0.05, 10.0)
+    assert t.events["top_disagreements"] == 0
+
+
+def test_real_price_change_overrides_a_stale_crossed_top_with_the_venues() -> None:
+    """A split frame left a stale bid at 0.085 above the ask 0.08 (crossed): the real entry's
+    best_bid 0.07 wins, the stale level goes, the disagreement is counted."""
+    t = tracker(PC_YES, complements=(PC_NO,))
+    send(t, book(PC_YES, [("0.085", "9"), ("0.07", "50")], [("0.08", "40")]))  # built for this test
+    (u,) = t.handle(REAL["price_change"], 1786728438500)
+    assert top(u) == (PC_YES, 0.07, 0.08, 50.0, 40.0) and 0.085 not in t.bids[PC_YES]
+    assert t.events["top_disagreements"] == 1
+    # the venue announcing a best bid the book lacks: it is added with size 0 (size unknown)
+    t2 = tracker(PC_YES)
+    send(t2, book(PC_YES, [("0.05", "50")], [("0.08", "40")]))
+    (u,) = t2.handle(REAL["price_change"], 1786728438500)
+    assert top(u) == (PC_YES, 0.07, 0.08, 0.0, 40.0) and t2.events["top_disagreements"] == 1
+
+
+def test_real_tick_size_change_emits_the_new_tick_for_a_booked_token_only() -> None:
+    t = tracker("658186")
+    assert t.handle(REAL["tick_size_change"], 1757908892400) == []  # no book yet: no price
+    assert t.ticks["658186"] == 0.001
+    (u,) = send(t, book("658186", [("0.95", "10")], [("0.97", "3")]))
+    assert u.tick == 0.001
+    (u,) = send(t, {"event_type": "tick_size_change", "asset_id": "658186", "new_tick_size": "0.01"})
+    assert u.tick == 0.01 and top(u) == ("658186", 0.95, 0.97, 10.0, 3.0)
+    assert send(t, {"event_type": "tick_size_change", "asset_id": "658186", "new_tick_size": "0.5"}) == []
+    assert t.errors["rejected_tick"] == 1 and t.ticks["658186"] == 0.01
+
+
+def test_real_best_bid_ask_applies_only_after_a_book() -> None:
+    tok = "72710166409980712002774407052535905861151156175854323762835102340552522606004"
+    t = tracker(tok)
+    assert t.handle(REAL["best_bid_ask"], 1786728467100) == [] and t.need_book == {tok}
+    send(t, book(tok, [("0.58", "10")], [("0.59", "10")]))  # built for this test
+    (u,) = t.handle(REAL["best_bid_ask"], 1786728467100)
+    assert (u.best_bid, u.best_ask) == (0.585, 0.587)
+
+
+def test_subscribe_messages_stay_well_under_57_kib_and_cover_every_token_once() -> None:
+    from connectors.clob.protocol import MAX_SUBSCRIBE_BYTES, subscribe_messages, unsubscribe_messages
+    tokens = [str(10**76 + i * 7919) for i in range(1200)]  # 77-digit ids like the real ones
+    msgs = subscribe_messages(tokens, initial=True)
+    assert len(msgs) > 1 and all(len(m.encode()) <= MAX_SUBSCRIBE_BYTES < 57 * 1024 for m in msgs)
+    decoded = [orjson.loads(m) for m in msgs]
+    assert decoded[0]["type"] == "market" and decoded[0]["initial_dump"] is True
+    assert all(d == {"operation": "subscribe", "assets_ids": d["assets_ids"]} for d in decoded[1:])
+    sent = [t for d in decoded for t in d["assets_ids"]]
+    assert sorted(sent) == sorted(tokens) and len(set(sent)) == len(sent)
+    later = subscribe_messages(tokens[:3], initial=False)
+    assert [orjson.loads(m) for m in later] == [{"operation": "subscribe", "assets_ids": sorted(tokens[:3])}]
+    assert orjson.loads(subscribe_messages([], initial=True)[0])["assets_ids"] == []
+    un = [orjson.loads(m) for m in unsubscribe_messages(tokens)]
+    assert sorted(t for d in un for t in d["assets_ids"]) == sorted(tokens)
+    assert all(d["operation"] == "unsubscribe" for d in un)
+
+
+def test_coverage_report_per_shard_and_in_total() -> None:
+    from polyalphascan_app.monitoring import _coverage
+    got = _coverage({"shard00_tokens": 200, "shard00_booked": 200, "shard01_tokens": 100, "shard01_booked": 40,
+                     "connections": 2})
+    assert got == {"total_pct": 80.0, "tokens_subscribed": 300, "tokens_booked": 240,
+                   "shards": {"00": 100.0, "01": 40.0}}
+
+
+def test_venue_top_zero_bid_and_one_ask_mean_an_empty_side_and_missing_fields_check_nothing() -> None:
+    t = tracker("a")
+    send(t, book("a", [("0.40", "5")], [("0.45", "7")]))
+    entry = {"asset_id": "a", "price": "0.30", "size": "2", "side": "BUY", "best_bid": "0", "best_ask": "0.45"}
+    (u,) = send(t, {"event_type": "price_change", "timestamp": "300", "price_changes": [entry]})
+    assert (u.best_bid, u.best_ask, u.bids) == (None, 0.45, ()) and t.events["top_disagreements"] == 1
+    entry = {"asset_id": "a", "price": "0.46", "size": "1", "side": "SELL", "best_bid": "", "best_ask": "0.2"}
+    (u,) = send(t, {"event_type": "price_change", "timestamp": "301", "price_changes": [entry]})
+    assert u.asks == (0.45, 7.0, 0.46, 1.0) and t.events["top_disagreements"] == 1  # one side unsaid: no check
+    entry = {"asset_id": "a", "price": "0.47", "size": "1", "side": "SELL", "best_bid": "0", "best_ask": "1"}
+    (u,) = send(t, {"event_type": "price_change", "timestamp": "302", "price_changes": [entry]})
+    assert (u.best_bid, u.best_ask) == (None, None) and t.events["top_disagreements"] == 2
+    assert send(t, {"event_type": "tick_size_change", "asset_id": "zzz", "new_tick_size": "0.001"}) == []
+    assert "zzz" not in t.ticks
+
+
+def test_a_reordered_older_message_does_not_impose_its_stale_top() -> None:
+    t = tracker("a")
+    send(t, book("a", [("0.40", "5")], [("0.45", "7")], ts="100"))
+    new = {"asset_id": "a", "price": "0.42", "size": "3", "side": "BUY", "best_bid": "0.42", "best_ask": "0.45"}
+    old = {"asset_id": "a", "price": "0.39", "size": "2", "side": "BUY", "best_bid": "0.40", "best_ask": "0.45"}
+    send(t, {"event_type": "price_change", "timestamp": "300", "price_changes": [new]})
+    (u,) = send(t, {"event_type": "price_change", "timestamp": "200", "price_changes": [old]})
+    assert u.bids == (0.42, 3.0, 0.40, 5.0, 0.39, 2.0) and t.events["top_disagreements"] == 0
+    (u,) = send(t, {"event_type": "price_change", "timestamp": "300", "price_changes": [{**old, "size": "4"}]})
+    assert u.bids == (0.40, 5.0, 0.39, 4.0) and t.events["top_disagreements"] == 1  # as new: the venue wins

@@ -17,6 +17,7 @@ from bytewax.testing import cluster_main, run_main
 from connectors.gamma.source import EventSource
 from connectors.redis.portfolio_sink import PortfolioWriter
 from connectors.clob.source import PriceShardSource
+from connectors.clob.protocol import BOOK_DEPTH
 from connectors.redis.layout import RedisKeys
 from connectors.redis.server import EmbeddedRedis
 from flows.scanner import build_flow
@@ -95,21 +96,46 @@ def live(client: redis.Redis) -> dict[str, dict]:
     return {cid: orjson.loads(raw) for cid, raw in zip(ids, pipe.execute()) if raw}
 
 
+def profitable_size(books: list[list[tuple[float, float]]], payout: float, min_order: float = 5.0) -> float:
+    """The most share-sets (equal shares per leg) whose every share-set costs less than `payout`,
+    from each leg's levels (best first) — by the cumulative-size breakpoints, not by the
+    production walk; floored to 0.01 share, 0 below the minimum order (Gamma's default 5)."""
+    cums = []
+    for levels in books:
+        total, cum = 0.0, []
+        for price, size in levels:
+            total = round(total + size, 6)
+            cum.append((total, price))
+        cums.append(cum)
+    depth = min(c[-1][0] for c in cums)
+    size = 0.0
+    for cut in sorted({t for c in cums for t, _ in c if t <= depth}):
+        marginal = sum(next(p for t, p in c if t >= cut) for c in cums)  # the level that share falls in
+        if marginal >= payout - 1e-9:
+            break
+        size = cut
+    size = int(size * 100 + 1e-6) / 100
+    return size if size >= min_order else 0.0
+
+
 def expected_portfolio(standins: StandIns, cover, cover_probability: float = 0.98) -> dict:  # noqa: ANN001
     """Every published number of a cover, from the universe's books and the README's rules
     (independent of operators/pricing.py): asks and sizes per leg, cost, profit, coverage,
     loss probability, tier, expected profit and the size buyable at a profit."""
     u = standins.universe
     legs = []
+    depth = []  # each leg's levels as it buys them, the BOOK_DEPTH best (what a PriceUpdate carries)
     for lg, ask in zip(cover.legs, cover.leg_asks, strict=True):
         book = u.book(lg.yes_token)
         assert book is not None, lg
         if lg.side.value == "YES":
             size = min(book.asks)[1]  # buys the YES ask
             token = lg.yes_token
+            depth.append(sorted(book.asks)[:BOOK_DEPTH])
         else:
             size = max(book.bids)[1]  # NO ask = 1 - YES bid: its size is the bid's
             token = lg.no_token
+            depth.append([(1 - p, s) for p, s in sorted(book.bids, reverse=True)[:BOOK_DEPTH]])
         legs.append({"market_id": lg.market_id, "side": lg.side.value, "token_id": token, "ask": ask, "ask_size": size})
     p_target = cover.leg_asks[0]
     coverage = 1.0 if cover.guaranteed else p_target + (1 - p_target) * cover_probability
@@ -122,7 +148,7 @@ def expected_portfolio(standins: StandIns, cover, cover_probability: float = 0.9
         "cost": cover.cost, "payout": cover.payout, "profit": profit, "profit_pct": profit / cover.cost * 100,
         "coverage": coverage, "loss_probability": 0.0 if cover.guaranteed else (1 - p_target) * (1 - cover_probability),
         "expected_profit": coverage * cover.payout - cover.cost, "tier": tier,
-        "size_at_profit": min(lg["ask_size"] for lg in legs) if profit > 1e-9 else 0.0,
+        "size_at_profit": profitable_size(depth, cover.payout) if profit > 1e-9 else 0.0,
     }
 
 
@@ -249,7 +275,7 @@ def test_replayed_batch_writes_nothing_new(world, redis_server: EmbeddedRedis) -
     finally:
         running.stop()
     keys = RedisKeys(PREFIX)
-    snapshot = {k: client.dump(k) for k in client.scan_iter(f"{PREFIX}:v1:portfolio:*")}
+    snapshot = {k: client.dump(k) for k in client.scan_iter(f"{PREFIX}:v2:portfolio:*")}
     stream_len = client.xlen(keys.changes)
     # replay the newest upsert of every portfolio, as recovery would after a crash
     from polyalphascan.records import CoverKind, CoverSpec, Leg, LegQuote, PortfolioQuote, Side
@@ -259,17 +285,21 @@ def test_replayed_batch_writes_nothing_new(world, redis_server: EmbeddedRedis) -
         legs = tuple(Leg(l["market_id"], Side(l["side"]), "", "", l["question"], l["event_id"]) for l in p["legs"])
         spec = CoverSpec(CoverKind(p["kind"]), legs, p["guaranteed"], 1.0, p["payout"], p["explanation"], id=cid)
         quote = PortfolioQuote(cid, CoverKind(p["kind"]), p["guaranteed"],
-                               tuple(LegQuote(l["market_id"], Side(l["side"]), l["token_id"], l["ask"], l["ask_size"])
+                               tuple(LegQuote(l["market_id"], Side(l["side"]), l["token_id"], l["ask"], l["ask_size"],
+                                              None, l["shares"], l["limit"], l["vwap"], l["fee"], l["tick"],
+                                              l["min_size"], l["neg_risk"])
                                      for l in p["legs"]),
                                p["cost"], p["payout"], p["profit"], p["profit_pct"], p["coverage"],
                                p["loss_probability"], p["expected_profit"], p["tier"], p["size_at_profit"],
-                               p["updated_ms"])
+                               p["updated_ms"], net_profit=p["net_profit"], vwap_cost=p["vwap_cost"], fees=p["fees"],
+                               curve=tuple(p["curve"].values()), payout_date=p["payout_date"],
+                               annualised=p["annualised"])
         batch[cid] = PortfolioUpsert(quote, spec)
     results = writer.write_now(batch)
     writer.close()
     assert results and all(r == 0 for r in results)
     assert client.xlen(keys.changes) == stream_len
-    assert {k: client.dump(k) for k in client.scan_iter(f"{PREFIX}:v1:portfolio:*")} == snapshot
+    assert {k: client.dump(k) for k in client.scan_iter(f"{PREFIX}:v2:portfolio:*")} == snapshot
 
 
 def test_two_workers_give_the_same_portfolios(world, redis_server: EmbeddedRedis) -> None:  # noqa: ANN001

@@ -383,11 +383,13 @@ def test_an_unreadable_id_on_the_first_page_does_not_cut_incremental_paging_shor
 # ---------------------------------------------------------------- exact deltas, fingerprints, watermark
 def test_the_fingerprint_format_is_stable(listing: list[dict[str, Any]]) -> None:
     """The poller state (fingerprints included) is resumed from snapshots: a new fingerprint
-    format would re-announce every known event as CHANGED after an upgrade."""
+    format would re-announce every known event as CHANGED after an upgrade. (Changed once, on
+    purpose, with the Redis schema 2: markets' execution terms joined it, so a new fee or tick
+    re-prices their covers.)"""
     from connectors.gamma.changes import fingerprint
 
-    assert fingerprint(parse_event(record(listing, WORLD_CUP))) == "88b576ec4cc5e0e859ef"
-    assert fingerprint(parse_event(record(listing, FED))) == "708f2001027ffc96a9ef"
+    assert fingerprint(parse_event(record(listing, WORLD_CUP))) == "e6869f360b1943f58073"
+    assert fingerprint(parse_event(record(listing, FED))) == "7425f7bbefda2b369b81"
 
 
 def test_only_the_first_200_characters_of_a_description_count(listing: list[dict[str, Any]]) -> None:
@@ -494,3 +496,14 @@ def test_a_known_event_without_market_records_counts_its_markets_as_new(listing:
     (delta,) = diff_listing(state, [fed], full=True).deltas
     assert (delta.kind, delta.changed_fields, delta.new_market_ids, delta.closed_market_ids) == \
         (DeltaKind.CHANGED, ("markets",), tuple(str(m["id"]) for m in fed["markets"]), ())
+
+
+def test_a_fee_or_tick_change_on_gamma_changes_the_fingerprint(listing: list[dict[str, Any]]) -> None:
+    from connectors.gamma.changes import fingerprint
+
+    raw = record(listing, WORLD_CUP)
+    base = fingerprint(parse_event(raw))
+    for field, value in (("orderPriceMinTickSize", 0.01), ("orderMinSize", 15), ("feeSchedule", {"rate": 0.05})):
+        changed = copy.deepcopy(raw)
+        changed["markets"][0][field] = value
+        assert fingerprint(parse_event(changed)) != base, field

@@ -22,7 +22,7 @@ from connectors.gamma.protocol import (
     parse_market,
     raw_event_id,
 )
-from polyalphascan.records import Market
+from polyalphascan.records import MarketTerms, Market
 
 REAL = Path(__file__).parent / "fixtures" / "gamma_real"
 
@@ -143,7 +143,8 @@ def test_a_real_market_is_read_field_by_field() -> None:
         description=rm["description"].replace("\n", " "), end_date="2025-12-31T12:00:00Z",
         created_at="2025-05-12T22:26:22.665665Z", active=True, closed=False, neg_risk=True, neg_risk_other=False,
         neg_risk_market_id="0xaa0edfa656a0e70bf8c63f09438cd70979fef8e31fcc62d80840b5a375a55400",
-        liquidity=0.0, volume=0.0, yes_price=0.3695, no_price=0.6305, version="v1")
+        liquidity=0.0, volume=0.0, yes_price=0.3695, no_price=0.6305, version="v1",
+        terms=MarketTerms(tick=0.001, min_size=5.0, neg_risk=True, end_date="2025-12-31T12:00:00Z"))
     assert [m.event_id for m in event.markets] == ["24383"] * 6
     assert [m.group_item_threshold for m in event.markets] == ["0", "1", "2", "3", "4", "5"]
 
@@ -302,3 +303,45 @@ def test_the_event_fields_tags_and_a_market_without_its_own_neg_risk_flag() -> N
     raw["id"] = True  # a boolean is no id
     with pytest.raises(GammaParseError):
         parse_event(raw)
+
+
+# ------------------------------------------------------------------ execution terms (issue 16)
+def test_real_fee_charging_markets_read_their_schedule_tick_and_minimum() -> None:
+    """Real records (sources in tests/fixtures/gamma_real/README.md): a World Cup market charges
+    the sports schedule (rate 0.03, exponent 1), an economics one 0.05; ticks 0.001 and 0.01."""
+    wc = parse_event(real_event("World Cup Winner")).markets[0].terms
+    assert (wc.fees_enabled, wc.fee_rate, wc.fee_exponent, wc.fee_type) == (True, 0.03, 1.0, "sports_fees_v2")
+    assert (wc.tick, wc.min_size, wc.taker_base_fee_bps, wc.maker_base_fee_bps, wc.neg_risk) == (
+        0.001, 5.0, 1000.0, 1000.0, True)
+    assert wc.end_date == "2026-07-20T00:00:00Z"
+    ticks = {m.terms.tick for raw in json.loads((REAL / "thabris_events.json").read_text())
+             for m in parse_event(raw).markets}
+    assert ticks == {0.01, 0.001}
+    rates = {m.terms.fee_rate for raw in json.loads((REAL / "thabris_events.json").read_text())
+             for m in parse_event(raw).markets}
+    assert 0.05 in rates and all(r > 0 for r in rates)
+
+
+def test_fee_fields_are_read_tolerantly_and_conservatively() -> None:
+    from connectors.gamma.protocol import UNKNOWN_FEE_RATE, parse_terms
+    free = parse_terms({"feesEnabled": False, "feeSchedule": {"rate": 0.05, "exponent": 1}}, False, None)
+    assert (free.fee_rate, free.fees_enabled) == (0.0, False)
+    assert parse_terms({}, False, None).fee_rate == 0.0  # says nothing about fees: fee-free
+    for bad in ({"feesEnabled": True}, {"feesEnabled": True, "feeSchedule": {"rate": "x"}},
+                {"feesEnabled": "true", "feeSchedule": {"rate": -1}}, {"feeSchedule": {"rate": float("nan")}}):
+        assert parse_terms(bad, False, None).fee_rate == UNKNOWN_FEE_RATE, bad
+    sched = parse_terms({"feesEnabled": True, "feeSchedule": {"rate": "0.25", "exponent": "2"}}, False, None)
+    assert (sched.fee_rate, sched.fee_exponent) == (0.25, 2.0)
+    odd = parse_terms({"orderPriceMinTickSize": "abc", "orderMinSize": -3, "negRiskFeeBips": 7}, True, "2026-01-01")
+    assert (odd.tick, odd.min_size, odd.neg_risk_fee_bps, odd.neg_risk, odd.end_date) == (0.01, 5.0, 7.0, True,
+                                                                                         "2026-01-01")
+    t = parse_terms({"orderPriceMinTickSize": 0.5, "orderMinSize": "15"}, False, None)
+    assert (t.tick, t.min_size) == (0.01, 15.0)
+
+
+def test_the_events_neg_risk_fee_reaches_its_markets_terms() -> None:
+    raw = real_event("World Cup Winner")
+    raw["negRiskFeeBips"] = 25
+    assert {m.terms.neg_risk_fee_bps for m in parse_event(raw).markets} == {25.0}
+    raw["negRiskFeeBips"] = "x"
+    assert {m.terms.neg_risk_fee_bps for m in parse_event(raw).markets} == {0.0}

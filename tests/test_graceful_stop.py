@@ -34,9 +34,9 @@ def test_sigterm_drains_the_demo_and_exits_0() -> None:
             url = m.group(1) if m else None
         assert url, "the demo did not print its Redis URL"
         client = redis.Redis.from_url(url)
-        while time.monotonic() < deadline and client.zcard("pas:v1:ranking") == 0:
+        while time.monotonic() < deadline and client.zcard("pas:v2:ranking") == 0:
             time.sleep(0.1)
-        assert client.zcard("pas:v1:ranking") > 0, "no portfolio reached Redis"
+        assert client.zcard("pas:v2:ranking") > 0, "no portfolio reached Redis"
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=60) == 0
         out = []

@@ -43,6 +43,8 @@ def make_change(market_a: str, market_b: str, ask_a: float, ask_b: float, ts: in
         cost=cost, payout=1.0, profit=1.0 - cost, profit_pct=(1.0 - cost) / cost * 100, coverage=1.0,
         loss_probability=0.0, expected_profit=1.0 - cost, tier=1,
         size_at_profit=50.0 if cost < 1 else 0.0, updated_ms=ts,
+        net_profit=round((1.0 - cost) * 50.0, 10) if cost < 1 else 0.0,
+        annualised=(1.0 - cost) / cost * 365 / 30 if cost < 1 else None, payout_date="2026-12-31",
     )
     return PortfolioUpsert(quote, spec)
 
@@ -67,7 +69,14 @@ def test_upsert_writes_record_ranking_stream(redis_server: EmbeddedRedis, redis_
         assert [m.decode() for m in redis_client.zrevrange(KEYS.ranking, 0, -1)] == [good.quote.cover_id, meh.quote.cover_id]
         assert [m.decode() for m in redis_client.zrange(KEYS.opportunities, 0, -1)] == [good.quote.cover_id]
         assert redis_client.xlen(KEYS.changes) == 2
-        assert redis_client.get(KEYS.schema) == b"1"
+        assert redis_client.get(KEYS.schema) == b"2"
+        # opportunities are ranked by net $ profit at the profitable size, and readable by annualised return
+        assert redis_client.zscore(KEYS.opportunities, good.quote.cover_id) == pytest.approx(2.5)
+        assert redis_client.zscore(KEYS.ranking_annualised, good.quote.cover_id) == pytest.approx(
+            0.05 / 0.95 * 365 / 30)
+        assert redis_client.zscore(KEYS.ranking_annualised, meh.quote.cover_id) is None
+        assert float(rec[b"net_profit"]) == pytest.approx(2.5) and data["curve"] == {}
+        assert data["legs"][0]["tick"] == 0.01 and data["payout_date"] == "2026-12-31"
     finally:
         writer.close()
 

@@ -282,3 +282,26 @@ def test_a_move_on_the_side_no_leg_buys_is_not_repriced() -> None:
     assert moved.quote == price_cover(spec, {"y1": px(1, 0.30, 0.42, ts=2), "y2": px(2, 0.55, 0.60, ts=4)},
                                       min_coverage=MIN_COV, max_cost=MAX_COST)
     assert isinstance(first, PortfolioUpsert)
+
+
+def test_new_terms_of_a_live_cover_reprice_it_with_the_fee() -> None:
+    """Gamma starts charging a fee on a market (same cover id, new leg terms): the fanout
+    forwards the new spec once, the pricer re-prices with the fee; the same spec again is a no-op."""
+    from polyalphascan.records import MarketTerms
+    f = TokenFanout(None)
+    free = pair(1, 2)
+    f.on_item(("reg", free))
+    fee = MarketTerms(fees_enabled=True, fee_rate=0.05)
+    taxed = CoverSpec(free.kind, tuple(Leg(lg.market_id, lg.side, lg.yes_token, lg.no_token, lg.question,
+                                           lg.event_id, fee) for lg in free.legs), True, 1.0)
+    assert taxed.id == free.id and taxed != free
+    assert f.on_item(("reg", taxed))[0] == [(free.id, ("reg", taxed))]
+    assert f.on_item(("reg", taxed))[0] == []
+    p = CoverPricer(None, min_coverage=MIN_COV, max_cost=MAX_COST, metrics=MetricGroup("portfolios"))
+    p.on_item(("reg", free))
+    p.on_item(("px", tuple(px(1, 0.30, 0.40))))
+    (first,), _ = p.on_item(("px", tuple(px(2, 0.50, 0.60))))  # 0.40 + (1 − 0.50) = 0.90: +0.10 × 10
+    assert first.quote.net_profit == 1.0 and first.quote.fees == 0.0
+    (again,), _ = p.on_item(("reg", taxed))  # fees 0.05·(0.4·0.6 + 0.5·0.5) = 0.0245 per share-set
+    assert abs(again.quote.net_profit - 10 * (0.10 - 0.0245)) < 1e-9 and abs(again.quote.fees - 0.245) < 1e-9
+    assert p.on_item(("reg", taxed))[0] == []

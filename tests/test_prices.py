@@ -362,3 +362,23 @@ def test_custom_features_broadcasts_and_connect_storm(clob: ClobServer, universe
     for c in opened:
         c.close()
     assert refused >= 3 and clob.stats.refused_429 == refused
+
+
+def test_tokens_that_never_get_a_book_are_subscribed_again_until_covered(redis_client: redis.Redis,
+                                                                       universe: Universe) -> None:
+    """Per-asset silent loss (the stand-in gives 3 subscriptions nothing, no book, no change):
+    coverage stays below 100 % until the client subscribes those tokens again, then reaches it."""
+    ms = yes_tokens(universe, 30)
+    reg = TokenRegistry(redis_client, "cov", max_shards=1, tokens_per_shard=500)
+    reg.add_markets(ms)
+    with ClobServer(universe, rate=200, faults=ClobFaults(silent_first_subscriptions=3)) as clob:
+        client = client_for(clob, reg, stall_timeout=30.0, book_timeout=0.5)
+        try:
+            wait_for(lambda: client.coverage() == (30, 27), what="27 of 30 books, 3 lost")
+            wait_for(lambda: client.coverage() == (30, 30), what="every book after the resubscriptions")
+            assert client.metrics.get("coverage_resubscribes") == 3 and clob.stats.faults["silent_subscription"] == 3
+            client.report()
+            assert client.metrics.get("shard00_coverage_pct") == 100.0 and client.metrics.get("shard00_booked") == 30
+            assert clob.stats.connections_total == 1  # covered without a reconnect
+        finally:
+            client.stop()

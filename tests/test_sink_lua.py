@@ -38,13 +38,18 @@ LLM_SPEC = CoverSpec(CoverKind.LLM, LEGS, guaranteed=False, cover_probability=0.
 CID = SPEC.id
 
 
+#: the order fields of a leg quote built without a walk (as `LegQuote` defaults them)
+UNFILLED = {"shares": 0.0, "limit": None, "vwap": None, "fee": 0.0, "tick": 0.01, "min_size": 0.0, "neg_risk": False}
+
+
 def upsert(cost: float, ts: int, *, tier: int = 1, size: float = 5.0, spec: CoverSpec = SPEC,
            guaranteed: bool = True) -> PortfolioUpsert:
     profit = round(1.0 - cost, 10)
     q = PortfolioQuote(spec.id, spec.kind, guaranteed,
                        (LegQuote("m1", Side.YES, "y1", 0.4, size, 0.39), LegQuote("m2", Side.NO, "n2", cost - 0.4, 9.0, None)),
                        cost, 1.0, profit, profit / cost * 100, 0.99 if tier == 1 else 0.91, 0.01, 0.99 - cost, tier,
-                       size if profit > 1e-9 else 0.0, ts)
+                       size if profit > 1e-9 else 0.0, ts,
+                       net_profit=round(profit * size, 10) if profit > 1e-9 else 0.0)
     return PortfolioUpsert(q, spec)
 
 
@@ -103,25 +108,27 @@ def test_upsert_writes_every_field_and_the_stream_entry(writer: PortfolioWriter,
     assert data == {
         "id": CID, "kind": "timeframe", "guaranteed": True,
         "legs": [{"market_id": "m1", "side": "YES", "token_id": "y1", "ask": 0.4, "ask_size": 5.0, "question": "Q1?",
-                  "event_id": "e1"},
+                  "event_id": "e1", **UNFILLED},
                  {"market_id": "m2", "side": "NO", "token_id": "n2", "ask": pytest.approx(0.5), "ask_size": 9.0,
-                  "question": "Q2?", "event_id": "e2"}],
+                  "question": "Q2?", "event_id": "e2", **UNFILLED}],
+        "net_profit": pytest.approx(0.5), "vwap_cost": None, "fees": 0.0, "curve": {}, "payout_date": None,
+        "annualised": None,
         "cost": 0.9, "payout": 1.0, "profit": pytest.approx(0.1), "profit_pct": pytest.approx(0.1 / 0.9 * 100),
         "coverage": 0.99, "loss_probability": 0.01, "expected_profit": pytest.approx(0.09), "tier": 1,
         "size_at_profit": 5.0, "updated_ms": 1_764_000_000_123, "explanation": "one implies the other",
     }
     assert rec["updated_ms"] == b"1764000000123"  # a whole number, never 1.764e+12
     assert (rec["kind"], rec["guaranteed"], rec["tier"]) == (b"timeframe", b"1", b"1")
-    for name in ("cost", "payout", "profit", "profit_pct", "coverage", "expected_profit", "size_at_profit"):
+    for name in ("cost", "payout", "profit", "profit_pct", "coverage", "expected_profit", "size_at_profit", "net_profit"):
         assert float(rec[name]) == pytest.approx(data[name], abs=1e-12), name
     assert redis_client.zscore(KEYS.ranking, CID) == pytest.approx(0.09)
-    assert redis_client.zscore(KEYS.opportunities, CID) == pytest.approx(0.1)
+    assert redis_client.zscore(KEYS.opportunities, CID) == pytest.approx(0.5)  # net: 0.1 × 5 share-sets
     (entry,) = stream(redis_client)
     assert entry == {"op": b"upsert", "id": CID.encode(), "data": rec["data"]}
     got = alerts.read(2)
     assert [(a["alert"], a["id"]) for a in got] == [("tier1", CID), ("profitable", CID)]
     assert all(a["data"] == data for a in got)
-    assert redis_client.get(KEYS.schema) == b"1"
+    assert redis_client.get(KEYS.schema) == b"2"
     g = upsert(0.9, 5, spec=LLM_SPEC, guaranteed=False, tier=2)
     write(writer, g)
     assert redis_client.hget(KEYS.portfolio(g.quote.cover_id), "guaranteed") == b"0"
@@ -144,13 +151,13 @@ def test_timestamps_older_rejected_equal_and_newer_written(writer: PortfolioWrit
 
 
 def test_opportunities_follow_profit_both_ways(writer: PortfolioWriter, redis_client: redis.Redis) -> None:
-    write(writer, upsert(0.95, 1, tier=2))
-    assert redis_client.zscore(KEYS.opportunities, CID) == pytest.approx(0.05)
+    write(writer, upsert(0.95, 1, tier=2))  # score: the net $ profit at the size, 0.05 × 5
+    assert redis_client.zscore(KEYS.opportunities, CID) == pytest.approx(0.25)
     write(writer, upsert(1.0, 2, tier=2))  # exactly break-even: no opportunity
     assert redis_client.zscore(KEYS.opportunities, CID) is None
     assert redis_client.zscore(KEYS.ranking, CID) == pytest.approx(0.99 - 1.0)  # still ranked
     write(writer, upsert(0.98, 3, tier=2))
-    assert redis_client.zscore(KEYS.opportunities, CID) == pytest.approx(0.02)
+    assert redis_client.zscore(KEYS.opportunities, CID) == pytest.approx(0.10)
     write(writer, upsert(1.07, 4, tier=2))  # turns unprofitable
     assert redis_client.zscore(KEYS.opportunities, CID) is None
     assert redis_client.zscore(KEYS.ranking, CID) == pytest.approx(0.99 - 1.07)
@@ -185,7 +192,7 @@ def test_removal_of_a_live_and_of_an_absent_portfolio(writer: PortfolioWriter, r
     assert last == {"op": b"remove", "id": CID.encode(), "data": b"", "reason": b"market_closed"}
     # the other portfolio is untouched
     assert redis_client.exists(KEYS.portfolio(other.quote.cover_id))
-    assert redis_client.zscore(KEYS.llm_opportunities, other.quote.cover_id) == pytest.approx(0.1)
+    assert redis_client.zscore(KEYS.llm_opportunities, other.quote.cover_id) == pytest.approx(0.5)
     # removing it again (a replay) writes nothing
     assert write(writer, PortfolioRemoved(CID, "market_closed")) == 0
     assert redis_client.xlen(KEYS.changes) == n + 1
@@ -262,7 +269,7 @@ def test_llm_portfolios_are_kept_apart_from_the_riskless_arbitrage_set(writer: P
     lid = LLM_SPEC.id
     assert write(writer, upsert(0.9, 1, spec=LLM_SPEC, guaranteed=False, tier=1)) == 2  # written + llm alert
     assert redis_client.zscore(KEYS.opportunities, lid) is None
-    assert redis_client.zscore(KEYS.llm_opportunities, lid) == pytest.approx(0.1)
+    assert redis_client.zscore(KEYS.llm_opportunities, lid) == pytest.approx(0.5)
     assert [(a["alert"], a["id"]) for a in alerts.read(1)] == [("llm_profitable", lid)]
     assert write(writer, upsert(0.92, 2, spec=LLM_SPEC, guaranteed=False, tier=1)) == 1  # still profitable
     assert write(writer, upsert(1.02, 3, spec=LLM_SPEC, guaranteed=False)) == 1  # turns unprofitable
@@ -271,7 +278,7 @@ def test_llm_portfolios_are_kept_apart_from_the_riskless_arbitrage_set(writer: P
     assert [a["alert"] for a in alerts.read(1)] == ["llm_profitable"]
     # a guaranteed portfolio beside it goes to the riskless set only
     assert write(writer, upsert(0.9, 5)) == 3
-    assert redis_client.zscore(KEYS.opportunities, CID) == pytest.approx(0.1)
+    assert redis_client.zscore(KEYS.opportunities, CID) == pytest.approx(0.5)
     assert redis_client.zscore(KEYS.llm_opportunities, CID) is None
     assert [a["alert"] for a in alerts.read(2)] == ["tier1", "profitable"]
     writer.write_now({lid: PortfolioRemoved(lid, "market_closed")})

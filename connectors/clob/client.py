@@ -22,13 +22,19 @@ token registry (re-read whenever the registry's version changes):
   update per token, the newest wins, so a slow reader never gets a stale price and memory
   stays bounded by the shard's tokens. `drain()` swaps the buffer out and never blocks.
 
+Coverage: every subscribe message stays under `MAX_SUBSCRIBE_BYTES` (a long list is split:
+one initial subscription, then `subscribe` operations), and the client tracks which subscribed
+tokens got their `book`. A token still without one `book_timeout` s after it was subscribed is
+asked for again (unsubscribe + subscribe, counted `coverage_resubscribes`), at most once per
+`book_timeout`; `report()` publishes `shard{NN}_booked` and `shard{NN}_coverage_pct`.
+
 Counters live on the instance (`messages`, `updates`, `reconnects`, `stalls`, `coalesced`,
 `max_depth`); `report()` copies them to the `ws` metric group it was given as
 `shard{NN}_*` gauges, and `reconnects` / `stalls` / `queue_over_bound` / `book_resyncs` are
 also counted there as they happen, as is every rejected input under its `BookTracker` kind
 (`malformed_frame`, `malformed_message`, `price_out_of_range`, `unknown_token`,
 `unknown_event_type`, `rejected_size`, `rejected_side`, `rejected_timestamp`,
-`rejected_depth`, `rejected_change_before_book`), each logged (rate-limited per kind, with
+`rejected_depth`, `rejected_change_before_book`, `rejected_tick`), each logged (rate-limited per kind, with
 the token) as `ws_input_rejected`.
 """
 
@@ -44,8 +50,8 @@ from typing import Protocol
 import redis
 import websockets
 
-from connectors.clob.protocol import (PING, PONG, BookTracker, ClobError, initial_subscription,
-                                      subscription_change)
+from connectors.clob.protocol import (PING, PONG, BookTracker, ClobError, subscribe_messages,
+                                      unsubscribe_messages)
 from polyalphascan.logs import RateLimitedLog, get_logger
 from polyalphascan.metrics import MetricGroup
 from polyalphascan.records import PriceUpdate
@@ -79,7 +85,7 @@ class ShardClient:
 
     def __init__(self, shard: int, url: str, registry: ShardTokens, *, metrics: MetricGroup, ping_interval: float,
                  stall_timeout: float, backoff_base: float, backoff_max: float, refresh_interval: float,
-                 stagger: float, queue_max: int) -> None:
+                 stagger: float, queue_max: int, book_timeout: float | None = None) -> None:
         self.shard = shard
         self.url = url
         self.registry = registry
@@ -104,6 +110,9 @@ class ShardClient:
         self.updates = 0
         self.subscribed: set[str] = set()
         self.max_depth = 0
+        #: how long a subscribed token may wait for its `book` before it is subscribed again
+        self.book_timeout = book_timeout if book_timeout is not None else max(10.0, 2 * refresh_interval)
+        self._pending_since: dict[str, float] = {}  # subscribed, no book yet: since when (monotonic)
         self._thread = threading.Thread(target=self._run, name=f"ws-shard-{shard}", daemon=True)
         self._thread.start()
 
@@ -203,8 +212,11 @@ class ShardClient:
             self.tracker.subscribed = set(desired)
             self.tracker.complements = complements
             self.subscribed = set(desired)
-            await ws.send(initial_subscription(desired))
-            log.info("ws_subscribed", shard=self.shard, tokens=len(desired))
+            msgs = subscribe_messages(desired, initial=True)
+            for m in msgs:
+                await ws.send(m)
+            self._pending_since = dict.fromkeys(desired, time.monotonic())
+            log.info("ws_subscribed", shard=self.shard, tokens=len(desired), messages=len(msgs))
             last_data = time.monotonic()
             last_pong = time.monotonic()
             next_ping = time.monotonic() + self.ping_interval
@@ -245,6 +257,7 @@ class ShardClient:
                     next_refresh = now + self.refresh_interval
                     if self.tracker.need_book:
                         await self._resync_books(ws)
+                    await self._cover(ws, now)
                     v = await asyncio.to_thread(self._version, version)
                     if v != version:
                         version = v
@@ -256,14 +269,42 @@ class ShardClient:
                                   token=token, detail=detail)
         self.tracker.last_error.clear()
 
+    def coverage(self) -> tuple[int, int]:
+        """(subscribed tokens, those that got their `book`) on the current socket."""
+        if not self.connected:
+            return 0, 0
+        tracker = self.tracker
+        subscribed = tracker.subscribed
+        return len(subscribed), len(tracker.booked & subscribed)
+
+    async def _cover(self, ws: websockets.ClientConnection, now: float) -> None:
+        """Ask again for tokens subscribed `book_timeout` s ago that still have no book."""
+        booked = self.tracker.booked
+        late = [t for t, since in self._pending_since.items() if t not in booked and now - since >= self.book_timeout]
+        for t in [t for t in self._pending_since if t in booked]:
+            del self._pending_since[t]
+        if not late:
+            return
+        for m in unsubscribe_messages(late):
+            await ws.send(m)
+        for m in subscribe_messages(late, initial=False):
+            await ws.send(m)
+        for t in late:
+            self._pending_since[t] = now
+        self.metrics.inc("coverage_resubscribes", len(late))
+        self._limited.warning(f"coverage{self.shard}", "ws_coverage_resubscribe", shard=self.shard, tokens=len(late),
+                              token=late[0])
+
     async def _resync_books(self, ws: websockets.ClientConnection) -> None:
         """Ask again for the snapshots of tokens whose level changes came before any book."""
         tokens = sorted(self.tracker.need_book & self.tracker.subscribed)
         self.tracker.need_book.clear()
         if not tokens:
             return
-        await ws.send(subscription_change("unsubscribe", tokens))
-        await ws.send(subscription_change("subscribe", tokens))  # the server answers with their books
+        for m in unsubscribe_messages(tokens):
+            await ws.send(m)
+        for m in subscribe_messages(tokens, initial=False):  # the server answers with their books
+            await ws.send(m)
         self.metrics.inc("book_resyncs", len(tokens))
         self._limited.warning(f"bookresync{self.shard}", "ws_book_resync", shard=self.shard, tokens=len(tokens),
                               token=tokens[0])
@@ -274,13 +315,19 @@ class ShardClient:
         if add or drop:  # before subscribing: the new books' NO-side entries are then expected
             self.tracker.complements = await asyncio.to_thread(self._complements, desired)
         if drop:
-            await ws.send(subscription_change("unsubscribe", drop))
+            for m in unsubscribe_messages(drop):
+                await ws.send(m)
             for t in drop:
                 self.tracker.subscribed.discard(t)
                 self.tracker.forget(t)
+                self._pending_since.pop(t, None)
         if add:
             self.tracker.subscribed.update(add)
-            await ws.send(subscription_change("subscribe", add))
+            for m in subscribe_messages(add, initial=False):
+                await ws.send(m)
+            now = time.monotonic()
+            for t in add:
+                self._pending_since[t] = now
         self.subscribed = set(desired)
         if add or drop:
             log.info("ws_subscription_changed", shard=self.shard, added=len(add), removed=len(drop))
@@ -302,6 +349,12 @@ class ShardClient:
         g.set(p + "stalls", self.stalls)
         g.set(p + "coalesced", self.coalesced)
         g.set(p + "queue_depth", len(self._buf))
+        try:
+            subscribed, booked = self.coverage()
+        except RuntimeError:  # the sets changed size meanwhile (socket thread): next report
+            subscribed, booked = 0, 0
+        g.set(p + "booked", booked)
+        g.set(p + "coverage_pct", round(100.0 * booked / subscribed, 1) if subscribed else 0.0)
         try:
             errors = dict(self.tracker.errors)  # written by the socket thread meanwhile
         except RuntimeError:

@@ -124,3 +124,10 @@ class PriceShardSource(FixedPartitionedSource[PriceUpdate, None]):
             clients = list(self.clients.values())
         self.metrics.set("connections", sum(1 for c in clients if c.connected))
         self.metrics.set("subscriptions", sum(len(c.subscribed) for c in clients if c.connected))
+        try:
+            cov = [c.coverage() for c in clients]
+        except RuntimeError:
+            return
+        subscribed, booked = sum(s for s, _ in cov), sum(b for _, b in cov)
+        self.metrics.set("tokens_subscribed", subscribed)
+        self.metrics.set("tokens_booked", booked)

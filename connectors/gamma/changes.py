@@ -65,12 +65,14 @@ class ListingDiff:
 
 
 def fingerprint(event: Event) -> str:
-    """What, when it changes, may change the event's covers: texts, flags (neg-risk,
-    augmentation), each market's state and resolution."""
+    """What, when it changes, may change the event's covers or their prices: texts, flags (neg-risk,
+    augmentation), each market's state and resolution, and its execution terms (tick, minimum
+    order, taker fee)."""
     parts = [event.title, event.description[:200], f"{event.neg_risk}|{event.neg_risk_augmented}|{event.end_date}"]
     for m in sorted(event.markets, key=lambda m: m.id):
         parts.append(f"{m.id}|{m.question}|{m.group_item_title}|{m.closed}|{m.active}|{m.end_date}|{m.neg_risk}|"
-                     f"{m.neg_risk_other}|{m.neg_risk_market_id}|{m.yes_price if m.closed else ''}")
+                     f"{m.neg_risk_other}|{m.neg_risk_market_id}|{m.yes_price if m.closed else ''}|"
+                     f"{m.terms.tick}|{m.terms.min_size}|{m.terms.fee_rate}|{m.terms.fee_exponent}")
     return hashlib.sha1("\n".join(parts).encode()).hexdigest()[:20]
 
 

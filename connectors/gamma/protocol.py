@@ -4,7 +4,9 @@ Real Gamma quirks handled: `outcomes`, `outcomePrices`, `clobTokenIds` are JSON-
 strings (sometimes real arrays); numbers come as strings; `negRiskAugmented` (event) and
 `negRiskOther` (market) are undocumented but live, and decide exhaustiveness; v2 markets
 (`version: "v2"`) take their asset ids from `positionIds` (a real array) even when legacy `clobTokenIds` is there;
-missing optional fields. A record that cannot be parsed raises `GammaParseError` naming
+missing optional fields. The execution terms (`parse_terms`: tick, minimum order, fee fields)
+are read tolerantly: a missing or unreadable one takes the conservative value, never fails the
+record. A record that cannot be parsed raises `GammaParseError` naming
 the id, so the caller counts and skips it and keeps the rest of the page.
 
 `GammaError` is the root of every Gamma failure (parse errors here; HTTP and retry failures in
@@ -15,11 +17,12 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 from typing import Any
 
 import orjson
 
-from polyalphascan.records import Event, Market
+from polyalphascan.records import Event, Market, MarketTerms
 
 
 class GammaError(Exception):
@@ -100,6 +103,62 @@ def _is_true(value: Any) -> bool:
     return value is True or (isinstance(value, str) and value.strip().lower() == "true")
 
 
+#: The tick and the minimum order when Gamma does not give a usable one (every real record seen
+#: has `orderMinSize` 5; the tick is 0.01 or 0.001).
+DEFAULT_TICK, DEFAULT_MIN_SIZE = 0.01, 5.0
+#: The taker fee rate assumed for a market that charges fees (`feesEnabled` true) without a
+#: readable `feeSchedule`: the 1000 bps base fee real fee-charging records carry, above every
+#: published category rate, so the edge is never overstated.
+UNKNOWN_FEE_RATE = 0.10
+
+
+def _finite(value: Any) -> float | None:
+    """A finite number (JSON number or numeric string), else None (bool, NaN, inf, text)."""
+    if isinstance(value, bool):
+        return None
+    v = _opt_num(value)
+    return v if v is not None and v == v and abs(v) != float("inf") else None
+
+
+def parse_terms(raw: dict[str, Any], neg_risk: bool, end_date: str | None) -> MarketTerms:
+    """A market's execution terms from its Gamma record. Never raises: a bad tick is the default
+    tick, a bad minimum the default minimum; a fee-charging market whose schedule cannot be read
+    is charged `UNKNOWN_FEE_RATE` (a market is fee-free only when it says so, or says nothing
+    about fees at all)."""
+    tick = _finite(raw.get("orderPriceMinTickSize"))
+    if tick is None or not 0.0 < tick <= 0.1:
+        tick = DEFAULT_TICK
+    min_size = _finite(raw.get("orderMinSize"))
+    if min_size is None or min_size < 0:
+        min_size = DEFAULT_MIN_SIZE
+    enabled_raw = raw.get("feesEnabled")
+    schedule = raw.get("feeSchedule")
+    rate, exponent = 0.0, 1.0
+    if isinstance(schedule, dict):
+        r, e = _finite(schedule.get("rate")), _finite(schedule.get("exponent", 1))
+        if r is not None and r >= 0 and e is not None and 0 < e <= 10:
+            rate, exponent = r, e
+        elif enabled_raw is not False:
+            rate = UNKNOWN_FEE_RATE
+    elif _is_true(enabled_raw) or enabled_raw is True:
+        rate = UNKNOWN_FEE_RATE
+    if enabled_raw is False or (isinstance(enabled_raw, str) and enabled_raw.strip().lower() == "false"):
+        rate = 0.0
+    return MarketTerms(
+        tick=tick,
+        min_size=min_size,
+        fees_enabled=rate > 0,
+        fee_rate=rate,
+        fee_exponent=exponent,
+        fee_type=_text(raw.get("feeType"), MAX_LABEL),
+        taker_base_fee_bps=_finite(raw.get("takerBaseFee")) or 0.0,
+        maker_base_fee_bps=_finite(raw.get("makerBaseFee")) or 0.0,
+        neg_risk_fee_bps=_finite(raw.get("negRiskFeeBips")) or 0.0,
+        neg_risk=neg_risk,
+        end_date=end_date,
+    )
+
+
 _ID = re.compile(r"[0-9]{1,19}")  # ASCII digits that fit a signed 64-bit integer
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")  # control characters, lone surrogates
 #: Longest texts kept (real ones are far shorter); a longer one is cut, never rejected.
@@ -149,6 +208,8 @@ def parse_market(raw: dict[str, Any], event_id: str, event_neg_risk: bool = Fals
     if not question:
         raise GammaParseError(mid, "market without question")
     try:
+        neg_risk = _is_true(raw.get("negRisk")) if "negRisk" in raw else event_neg_risk
+        end_date = _opt_text(raw.get("endDate"))
         return Market(
             id=mid,
             event_id=event_id,
@@ -160,11 +221,11 @@ def parse_market(raw: dict[str, Any], event_id: str, event_neg_risk: bool = Fals
             group_item_title=_text(raw.get("groupItemTitle"), MAX_LABEL),
             group_item_threshold=_text(raw.get("groupItemThreshold"), MAX_LABEL) or None,
             description=_text(raw.get("description"), MAX_DESCRIPTION),
-            end_date=_opt_text(raw.get("endDate")),
+            end_date=end_date,
             created_at=_opt_text(raw.get("createdAt")),
             active=_bool(raw.get("active"), True),
             closed=_bool(raw.get("closed"), False),
-            neg_risk=_is_true(raw.get("negRisk")) if "negRisk" in raw else event_neg_risk,
+            neg_risk=neg_risk,
             neg_risk_other=_bool(raw.get("negRiskOther"), False),
             neg_risk_market_id=_text(raw.get("negRiskMarketID"), MAX_LABEL),
             liquidity=_num(raw.get("liquidityNum", raw.get("liquidity"))),
@@ -172,6 +233,7 @@ def parse_market(raw: dict[str, Any], event_id: str, event_neg_risk: bool = Fals
             yes_price=_opt_num(prices[0]) if len(prices) > 0 else None,
             no_price=_opt_num(prices[1]) if len(prices) > 1 else None,
             version=version,
+            terms=parse_terms(raw, neg_risk, end_date),
         )
     except (TypeError, ValueError) as exc:
         raise GammaParseError(mid, f"bad field: {exc}") from None
@@ -193,6 +255,10 @@ def parse_event(raw: dict[str, Any]) -> Event:
         raise GammaParseError(eid, "markets is not a list")
     neg_risk = _is_true(raw.get("negRisk"))
     markets = tuple(parse_market(m, eid, neg_risk) for m in markets_raw)
+    nr_fee = _finite(raw.get("negRiskFeeBips"))  # an event field: its markets' conversion fee
+    if nr_fee:
+        markets = tuple(m if m.terms.neg_risk_fee_bps else
+                        replace(m, terms=replace(m.terms, neg_risk_fee_bps=nr_fee)) for m in markets)
     tags_raw = raw.get("tags")
     tags = tuple(_text(t.get("slug"), MAX_LABEL) for t in tags_raw if isinstance(t, dict)) \
         if isinstance(tags_raw, list) else ()

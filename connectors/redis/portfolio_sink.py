@@ -23,28 +23,36 @@ from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
 from connectors.redis.layout import SCHEMA_VERSION, RedisKeys
 from connectors.redis.writer import WriteBehind
+from operators.pricing import CURVE_SIZES
 from polyalphascan.records import PortfolioChange, PortfolioUpsert
+
+#: `curve` keys in the JSON: the share-set counts as text ("10", "100", "1000")
+CURVE_KEYS = tuple(f"{c:g}" for c in CURVE_SIZES)
 from polyalphascan.metrics import MetricGroup
 
-# KEYS: hash, ranking, opportunities, stream, alerts channel, llm opportunities
+# KEYS: hash, ranking, opportunities, stream, alerts channel, llm opportunities, annualised ranking
 # ARGV: id, data (the portfolio JSON: the script reads its numbers, so the writer thread
 #       formats nothing twice and Redis does that work on its own core), maxlen
 # A guaranteed portfolio's profit is riskless: it goes to `opportunities` and raises the
 # `tier1` / `profitable` alerts. An LLM portfolio (not guaranteed) is a bet on the LLM being
 # right: it goes to `llm_opportunities` and raises only `llm_profitable`, never the others.
 _UPSERT = """
-local cur = redis.call('HMGET', KEYS[1], 'data', 'updated_ms', 'tier', 'profit')
+local cur = redis.call('HMGET', KEYS[1], 'data', 'updated_ms', 'tier', 'net_profit')
 if cur[1] == ARGV[2] then return 0 end
 local d = cjson.decode(ARGV[2])
 if cur[2] and tonumber(cur[2]) > d.updated_ms then return 0 end
 redis.call('HSET', KEYS[1], 'data', ARGV[2], 'updated_ms', string.format('%d', d.updated_ms),
   'expected_profit', d.expected_profit, 'profit', d.profit, 'tier', d.tier, 'kind', d.kind,
   'guaranteed', d.guaranteed and 1 or 0, 'cost', d.cost, 'payout', d.payout, 'profit_pct', d.profit_pct,
-  'coverage', d.coverage, 'size_at_profit', d.size_at_profit)
+  'coverage', d.coverage, 'size_at_profit', d.size_at_profit, 'net_profit', d.net_profit,
+  'annualised', d.annualised == cjson.null and '' or d.annualised)
 redis.call('ZADD', KEYS[2], d.expected_profit, ARGV[1])
-local profitable = d.profit > 1e-9
+-- an opportunity is a basket that makes money net of fees at a size every leg can order
+local profitable = d.net_profit > 1e-9
 local opportunities = d.guaranteed and KEYS[3] or KEYS[6]
-if profitable then redis.call('ZADD', opportunities, d.profit, ARGV[1]) else redis.call('ZREM', opportunities, ARGV[1]) end
+if profitable then redis.call('ZADD', opportunities, d.net_profit, ARGV[1]) else redis.call('ZREM', opportunities, ARGV[1]) end
+if profitable and d.annualised ~= cjson.null then redis.call('ZADD', KEYS[7], d.annualised, ARGV[1])
+else redis.call('ZREM', KEYS[7], ARGV[1]) end
 redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[3], '*', 'op', 'upsert', 'id', ARGV[1], 'data', ARGV[2])
 local alerts = 0
 local turned_profitable = profitable and (not cur[4] or tonumber(cur[4]) <= 1e-9)
@@ -66,10 +74,11 @@ end
 return 1 + alerts
 """
 
-# KEYS: hash, ranking, opportunities, stream, llm opportunities   ARGV: id, reason, maxlen
+# KEYS: hash, ranking, opportunities, stream, llm opportunities, annualised ranking   ARGV: id, reason, maxlen
 _REMOVE = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 redis.call('DEL', KEYS[1])
+redis.call('ZREM', KEYS[6], ARGV[1])
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('ZREM', KEYS[3], ARGV[1])
 redis.call('ZREM', KEYS[5], ARGV[1])
@@ -94,6 +103,14 @@ def portfolio_json(change: PortfolioUpsert) -> bytes:
             "ask_size": lq.ask_size,
             "question": leg.question,
             "event_id": leg.event_id,
+            # the order to place (issue 16)
+            "shares": lq.shares,
+            "limit": lq.limit,
+            "vwap": lq.vwap,
+            "fee": lq.fee,
+            "tick": lq.tick,
+            "min_size": lq.min_size,
+            "neg_risk": lq.neg_risk,
         }
         for lq, leg in zip(q.legs, change.spec.legs)
     ]
@@ -112,6 +129,12 @@ def portfolio_json(change: PortfolioUpsert) -> bytes:
             "expected_profit": q.expected_profit,
             "tier": q.tier,
             "size_at_profit": q.size_at_profit,
+            "net_profit": q.net_profit,
+            "vwap_cost": q.vwap_cost,
+            "fees": q.fees,
+            "curve": dict(zip(CURVE_KEYS, q.curve)),
+            "payout_date": q.payout_date,
+            "annualised": q.annualised,
             "updated_ms": q.updated_ms,
             "explanation": change.spec.explanation,
         }
@@ -167,14 +190,14 @@ class PortfolioWriter:
         maxlen = str(self.stream_max_len)
         upsert = pipe.evalsha  # the hot path: no per-call Script wrapper
         ranking, opportunities, changes, alerts = k.ranking, k.opportunities, k.changes, k.alerts
-        llm_opportunities = k.llm_opportunities
+        llm_opportunities, annualised = k.llm_opportunities, k.ranking_annualised
         for key, change in batch.items():
             if isinstance(change, PortfolioUpsert):
-                upsert(self._upsert.sha, 6, k.portfolio(key), ranking, opportunities, changes, alerts,
-                       llm_opportunities, key, portfolio_json(change), maxlen)
+                upsert(self._upsert.sha, 7, k.portfolio(key), ranking, opportunities, changes, alerts,
+                       llm_opportunities, annualised, key, portfolio_json(change), maxlen)
             else:
                 self._remove(
-                    keys=[k.portfolio(key), k.ranking, k.opportunities, k.changes, llm_opportunities],
+                    keys=[k.portfolio(key), k.ranking, k.opportunities, k.changes, llm_opportunities, annualised],
                     args=[key, change.reason, maxlen],
                     client=pipe,
                 )

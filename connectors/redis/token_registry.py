@@ -7,10 +7,10 @@ takes. Tokens beyond `max_shards × tokens_per_shard` wait in the overflow set �
 never silently dropped. `version` increments on every change, so shards re-read their set
 only when something changed.
 
-Keys (names from `RedisKeys`, prefix P): `P:v1:tokens:shard:{i}` set of tokens;
-`P:v1:tokens:assign` hash token → shard; `P:v1:tokens:info` hash token → JSON {market_id,
-no_token}; `P:v1:tokens:overflow` sorted set (score = arrival order); `P:v1:tokens:version`
-counter; `P:v1:tokens:seq` arrival counter.
+Keys (names from `RedisKeys`, prefix P): `P:v2:tokens:shard:{i}` set of tokens;
+`P:v2:tokens:assign` hash token → shard; `P:v2:tokens:info` hash token → JSON {market_id,
+no_token}; `P:v2:tokens:overflow` sorted set (score = arrival order); `P:v2:tokens:version`
+counter; `P:v2:tokens:seq` arrival counter.
 
 `TokenRegistrySink` feeds it from the event deltas through the shared write-behind writer
 (`connectors.redis.writer`): `write_batch` never blocks on Redis.
