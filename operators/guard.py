@@ -49,6 +49,23 @@ def guarded(step: str, fn: Callable[[In], Out], fallback: Callable[[In], Out], i
     return run
 
 
+class StepErrors:
+    """The error report of a keyed step that isolates its items itself (a batch logic): each
+    exception is counted as `rejected_<step>_<ExceptionType>` and logged at most every 10 s
+    per step and kind; the item is dropped and the rest of the batch goes on."""
+
+    def __init__(self, step: str, metrics: MetricGroup, limited: RateLimitedLog | None = None) -> None:
+        self.step = step
+        self.metrics = metrics
+        self.limited = limited or RateLimitedLog(log)
+
+    def __call__(self, exc: Exception, callback: str = "on_batch") -> None:
+        kind = type(exc).__name__
+        self.metrics.inc(f"rejected_{self.step}_{kind}")
+        self.limited.warning(f"{self.step}:{kind}", "step_item_dropped", step=self.step, kind=kind, callback=callback,
+                             error=str(exc)[:200])
+
+
 class GuardedLogic(StatefulLogic):
     """A keyed step's logic whose callbacks cannot end the flow: an exception in `on_item`,
     `on_notify` or `on_eof` emits nothing, keeps the key's state as it was, and is counted as
@@ -56,15 +73,10 @@ class GuardedLogic(StatefulLogic):
 
     def __init__(self, inner: StatefulLogic, step: str, metrics: MetricGroup, limited: RateLimitedLog) -> None:
         self.inner = inner
-        self.step = step
-        self.metrics = metrics
-        self.limited = limited
+        self.report = StepErrors(step, metrics, limited)
 
     def _dropped(self, exc: Exception, what: str) -> tuple[list[Any], bool]:
-        kind = type(exc).__name__
-        self.metrics.inc(f"rejected_{self.step}_{kind}")
-        self.limited.warning(f"{self.step}:{kind}", "step_item_dropped", step=self.step, kind=kind, callback=what,
-                             error=str(exc)[:200])
+        self.report(exc, what)
         return [], StatefulLogic.RETAIN
 
     def on_item(self, value: Any) -> tuple[Iterable[Any], bool]:

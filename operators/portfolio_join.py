@@ -12,6 +12,15 @@ holding that token, never with the total:
    numbers changed (`quote_changed`), a removal when the quote is filtered out or a market
    closed.
 
+Both stages work on whole batches (`on_batch`: every item Bytewax queued for the key since
+its last activation), so work does not grow with the update rate faster than the prices move:
+stage 1 fans a token's price out once per batch, whatever number of updates of that token
+the batch holds (the covers only ever need the latest), and stage 2 re-prices a cover once
+per batch, whatever number of its legs moved. Under load batches grow and more updates share
+one re-pricing; at low rates a batch is one update and nothing waits. Items other than prices
+keep their order exactly (`on_item` is the one-item logic both batch methods apply). An item
+that raises is counted and dropped (`errors`), the rest of its batch goes on.
+
 Messages between the stages are plain tuples, prices included (`tuple(PriceUpdate)`): a
 record class in a message costs several µs of pickling each time it crosses to another
 process, a plain tuple of numbers a fraction of that.
@@ -19,13 +28,14 @@ process, a plain tuple of numbers a fraction of that.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import bytewax.operators as op
 from bytewax.dataflow import Stream
-from bytewax.operators import StatefulLogic
+from bytewax.operators import StatefulBatchLogic, StatefulLogic
 
-from operators.guard import guarded_logic
+from operators.guard import StepErrors
 from operators.pricing import REASON_CROSSED, evaluate, quote_changed
 from polyalphascan.metrics import MetricGroup
 from polyalphascan.records import (
@@ -46,10 +56,19 @@ from polyalphascan.records import (
 # stage-2 inputs: ("reg", CoverSpec) | ("px", price tuple) | ("rm", reason)
 
 
-class TokenFanout(StatefulLogic):
+Errors = Callable[[Exception], None]
+
+
+def _raise(exc: Exception) -> None:
+    raise exc
+
+
+class TokenFanout(StatefulBatchLogic):
     """Stage 1, keyed by YES token id."""
 
-    def __init__(self, resume: tuple[tuple[Any, ...] | None, dict[str, CoverSpec]] | None) -> None:
+    def __init__(self, resume: tuple[tuple[Any, ...] | None, dict[str, CoverSpec]] | None,
+                 errors: Errors = _raise) -> None:
+        self.errors = errors
         if resume is None:
             self.price: tuple[Any, ...] | None = None  # the token's latest PriceUpdate, as a plain tuple
             self.covers: dict[str, CoverSpec] = {}
@@ -76,6 +95,7 @@ class TokenFanout(StatefulLogic):
             return out, StatefulLogic.RETAIN
         if kind == "close":
             out = [(cid, ("rm", "market_closed")) for cid in self.covers]
+            self.price, self.covers = None, {}
             return out, StatefulLogic.DISCARD
         if kind == "retract":
             if self.covers.pop(payload, None) is not None:
@@ -83,11 +103,36 @@ class TokenFanout(StatefulLogic):
             return [], StatefulLogic.RETAIN
         return [], StatefulLogic.RETAIN
 
+    def on_batch(self, values: list[tuple[str, Any]]) -> tuple[list[tuple[str, tuple[str, Any]]], bool]:
+        """`on_item` over the batch, except that consecutive price updates fan out once, the
+        last of them."""
+        out: list[tuple[str, tuple[str, Any]]] = []
+        pending: tuple[Any, ...] | None = None
+        closed = False
+        for value in values:
+            try:
+                kind, payload = value
+                if kind == "px":
+                    self.price = pending = payload
+                    closed = False
+                    continue
+                if pending is not None:
+                    out += [(cid, ("px", pending)) for cid in self.covers]
+                    pending = None
+                items, discard = self.on_item(value)
+                out += items
+                closed = discard or (closed and not self.covers and self.price is None)
+            except Exception as exc:  # noqa: BLE001 - one bad item must not cost the batch
+                self.errors(exc)
+        if pending is not None:
+            out += [(cid, ("px", pending)) for cid in self.covers]
+        return out, StatefulBatchLogic.DISCARD if closed else StatefulBatchLogic.RETAIN
+
     def snapshot(self) -> tuple[tuple[Any, ...] | None, dict[str, CoverSpec]]:
         return (self.price, dict(self.covers))
 
 
-class CoverPricer(StatefulLogic):
+class CoverPricer(StatefulBatchLogic):
     """Stage 2, keyed by cover id."""
 
     def __init__(
@@ -98,7 +143,9 @@ class CoverPricer(StatefulLogic):
         max_cost: float,
         metrics: MetricGroup,
         depth: bool = True,
+        errors: Errors = _raise,
     ) -> None:
+        self.errors = errors
         self.min_coverage = min_coverage
         self.max_cost = max_cost
         self.metrics = metrics
@@ -170,6 +217,33 @@ class CoverPricer(StatefulLogic):
             return ([PortfolioRemoved(cid, payload)] if cid else []), StatefulLogic.DISCARD
         return [], StatefulLogic.RETAIN
 
+    def on_batch(self, values: list[tuple[str, Any]]) -> tuple[list[PortfolioChange], bool]:
+        """`on_item` over the batch, except that the price updates in a row are applied first
+        and the cover re-priced once after them."""
+        out: list[PortfolioChange] = []
+        dirty = False
+        for value in values:
+            try:
+                kind, payload = value
+                if kind == "px" and self.spec is not None:
+                    update = PriceUpdate._make(payload)
+                    old = self.quotes.get(update.token_id)
+                    self.quotes[update.token_id] = update
+                    dirty = dirty or old is None or not self._same_for_legs(old, update)
+                    continue
+                if dirty:
+                    dirty = False
+                    out += self._reprice()
+                out += self.on_item(value)[0]
+            except Exception as exc:  # noqa: BLE001 - one bad item must not cost the batch
+                self.errors(exc)
+        if dirty:
+            try:
+                out += self._reprice()
+            except Exception as exc:  # noqa: BLE001
+                self.errors(exc)
+        return out, StatefulBatchLogic.DISCARD if self.spec is None else StatefulBatchLogic.RETAIN
+
     def snapshot(self) -> tuple[CoverSpec | None, dict[str, PriceUpdate], PortfolioQuote | None]:
         return (self.spec, dict(self.quotes), self.published)
 
@@ -204,15 +278,15 @@ def portfolio_join(
         inputs.append(op.flat_map(f"{step_id}_retract", retracted,
                                   lambda r: [(tok, ("retract", r.cover_id)) for tok in r.yes_tokens]))
     by_token = op.merge(f"{step_id}_by_token", *inputs)
-    fanned = op.stateful(f"{step_id}_fanout", by_token, guarded_logic(f"{step_id}_fanout", TokenFanout, steps))
+    fan_errors = StepErrors(f"{step_id}_fanout", steps) if steps is not None else _raise
+    fanned = op.stateful_batch(f"{step_id}_fanout", by_token, lambda resume: TokenFanout(resume, fan_errors))
     # output items are (token, (cover_id, msg)): re-key by cover id
     by_cover = op.map(f"{step_id}_rekey", fanned, lambda kv: kv[1])
-    priced = op.stateful(
+    price_errors = StepErrors(f"{step_id}_price", steps) if steps is not None else _raise
+    priced = op.stateful_batch(
         f"{step_id}_price",
         by_cover,
-        guarded_logic(f"{step_id}_price",
-                      lambda resume: CoverPricer(resume, min_coverage=min_coverage, max_cost=max_cost, metrics=group,
-                                                 depth=depth),
-                      steps),
+        lambda resume: CoverPricer(resume, min_coverage=min_coverage, max_cost=max_cost, metrics=group, depth=depth,
+                                   errors=price_errors),
     )
     return op.map(f"{step_id}_unkey", priced, lambda kv: kv[1])

@@ -305,3 +305,62 @@ def test_new_terms_of_a_live_cover_reprice_it_with_the_fee() -> None:
     (again,), _ = p.on_item(("reg", taxed))  # fees 0.05·(0.4·0.6 + 0.5·0.5) = 0.0245 per share-set
     assert abs(again.quote.net_profit - 10 * (0.10 - 0.0245)) < 1e-9 and abs(again.quote.fees - 0.245) < 1e-9
     assert p.on_item(("reg", taxed))[0] == []
+
+
+# ----------------------------------------------------------------------------- whole batches
+def test_a_batch_fans_a_token_out_once_with_its_latest_price() -> None:
+    f = TokenFanout(None)
+    a, b = pair(1, 2), pair(1, 3)
+    f.on_batch([("reg", a), ("reg", b)])
+    out, keep = f.on_batch([("px", px(1, 0.40, 0.42)), ("px", px(1, 0.41, 0.43)), ("px", px(1, 0.44, 0.46))])
+    assert sorted(out) == sorted([(a.id, ("px", px(1, 0.44, 0.46))), (b.id, ("px", px(1, 0.44, 0.46)))])
+    assert keep is StatefulLogic.RETAIN and f.price == px(1, 0.44, 0.46)
+
+
+def test_a_batch_keeps_the_order_of_registrations_and_closures_around_prices() -> None:
+    f = TokenFanout(None)
+    a, b = pair(1, 2), pair(1, 3)
+    f.on_batch([("reg", a)])
+    out, keep = f.on_batch([("px", px(1, 0.40, 0.42)), ("reg", b), ("px", px(1, 0.45, 0.47))])
+    # the first price reaches the cover held then; the new cover gets it with its registration;
+    # the last price reaches both
+    assert out == [(a.id, ("px", px(1, 0.40, 0.42))), (b.id, ("reg", b)), (b.id, ("px", px(1, 0.40, 0.42))),
+                   (a.id, ("px", px(1, 0.45, 0.47))), (b.id, ("px", px(1, 0.45, 0.47)))]
+    # a closure in the middle: the holders are removed, a later price is remembered, not fanned
+    out, keep = f.on_batch([("px", px(1, 0.5, 0.52)), ("close", "m1"), ("px", px(1, 0.6, 0.62))])
+    assert out == [(a.id, ("px", px(1, 0.5, 0.52))), (b.id, ("px", px(1, 0.5, 0.52))),
+                   (a.id, ("rm", "market_closed")), (b.id, ("rm", "market_closed"))]
+    assert keep is StatefulLogic.RETAIN and f.covers == {} and f.price == px(1, 0.6, 0.62)
+    # a closure last: nothing left, the key is dropped
+    assert f.on_batch([("close", "m1")]) == ([], StatefulLogic.DISCARD)
+
+
+def test_a_batch_reprices_a_cover_once_however_many_legs_moved() -> None:
+    spec = pair(1, 2)
+    group = MetricGroup("portfolios")
+    p = CoverPricer(None, min_coverage=MIN_COV, max_cost=MAX_COST, metrics=group)
+    p.on_batch([("reg", spec)])
+    before = group.get("repriced")
+    out, keep = p.on_batch([("px", tuple(px(1, 0.40, 0.42))), ("px", tuple(px(2, 0.55, 0.57))),
+                            ("px", tuple(px(1, 0.39, 0.41)))])
+    assert group.get("repriced") - before == 1 and keep is StatefulLogic.RETAIN
+    want = price_cover(spec, {"y1": px(1, 0.39, 0.41), "y2": px(2, 0.55, 0.57)}, min_coverage=MIN_COV, max_cost=MAX_COST)
+    assert len(out) == 1 and out[0].quote == want
+    # a removal after prices in one batch: the prices are priced first, then the removal
+    out, keep = p.on_batch([("px", tuple(px(2, 0.60, 0.62))), ("rm", "retracted")])
+    assert [type(c).__name__ for c in out] == ["PortfolioUpsert", "PortfolioRemoved"] and keep is StatefulLogic.DISCARD
+
+
+def test_a_bad_item_is_reported_and_the_rest_of_its_batch_goes_on() -> None:
+    errors: list[Exception] = []
+    spec = pair(1, 2)
+    p = CoverPricer(None, min_coverage=MIN_COV, max_cost=MAX_COST, metrics=MetricGroup("portfolios"),
+                    errors=errors.append)
+    p.on_batch([("reg", spec)])
+    out, _ = p.on_batch([("px", ("y1", "not a price")), ("px", tuple(px(1, 0.40, 0.42))), ("px", (1, 2)),
+                         ("px", tuple(px(2, 0.55, 0.57)))])
+    assert len(errors) == 2 and len(out) == 1 and out[0].quote.cost == round(0.42 + 0.45, 10)
+    f = TokenFanout(None, errors.append)
+    f.on_batch([("reg", spec)])
+    out, _ = f.on_batch([("px", px(1, 0.4, 0.42)), ("bogus",), ("px", px(1, 0.41, 0.43))])
+    assert len(errors) == 3 and out == [(spec.id, ("px", px(1, 0.41, 0.43)))]
