@@ -99,6 +99,28 @@ def test_replayed_batch_writes_nothing_new(redis_server: EmbeddedRedis, redis_cl
         writer.close()
 
 
+def test_a_script_redis_lost_is_loaded_again_and_the_batch_written(redis_server: EmbeddedRedis,
+                                                                    redis_client: redis.Redis) -> None:
+    writer = PortfolioWriter(redis_server.url, KEYS)
+    try:
+        a = make_change("1", "2", 0.40, 0.55, 1000)
+        assert writer.write_now({a.quote.cover_id: a}) == [3]
+        redis_client.script_flush()  # what a restart without persistence does to the scripts
+        newer = make_change("1", "2", 0.41, 0.55, 2000)
+        assert writer.write_now({a.quote.cover_id: newer}) == [1]
+        assert orjson.loads(redis_client.hget(KEYS.portfolio(a.quote.cover_id), "data"))["updated_ms"] == 2000
+        # one round trip per batch: no SCRIPT EXISTS before each one
+        def script_calls() -> int:  # SCRIPT subcommands ("cmdstat_script" up to Redis 6, "…|exists" from 7)
+            stats = redis_client.info("commandstats")
+            return sum(int(v.get("calls", 0)) for k, v in stats.items() if k.startswith("cmdstat_script"))
+
+        before = script_calls()
+        writer.write_now({a.quote.cover_id: make_change("1", "2", 0.42, 0.55, 3000)})
+        assert script_calls() == before
+    finally:
+        writer.close()
+
+
 def test_removal_deletes_everywhere_and_streams_it(redis_server: EmbeddedRedis, redis_client: redis.Redis) -> None:
     writer = PortfolioWriter(redis_server.url, KEYS)
     try:

@@ -4,7 +4,9 @@ Partitions are fixed slots `ws-00 … ws-{N-1}` (N = `max_connections`; Bytewax 
 over all workers and processes). Each partition owns one `ShardClient` (its socket in a
 background thread) reading its slot's tokens from the Redis token registry, and only moves
 what the client buffered into the flow: `next_batch` swaps the buffer out (never blocks),
-`next_awake` is 20 ms ahead when the last batch was empty. The snapshot is None: a live feed
+`next_awake` is `IDLE_POLL_S` (5 ms) ahead when the last batch was empty: a price that lands
+just after an empty poll waits at most that long (20 ms made half the frame-to-Redis latency
+of a quiet feed; 5 ms costs a few hundred empty polls a second per shard when idle). The snapshot is None: a live feed
 cannot be replayed, and on resume every shard resyncs from fresh `book` snapshots.
 
 The source object owns its clients (those built in this process) and, about once a second
@@ -26,6 +28,10 @@ from connectors.clob.client import ShardClient
 from connectors.redis.token_registry import TokenRegistry
 from polyalphascan.metrics import MetricGroup
 from polyalphascan.records import PriceUpdate
+
+
+#: how long a partition waits after an empty poll before polling again
+IDLE_POLL_S = 0.005
 
 
 class ShardPartition(StatefulSourcePartition[PriceUpdate, None]):
@@ -60,7 +66,7 @@ class ShardPartition(StatefulSourcePartition[PriceUpdate, None]):
         self.source.publish_totals()
 
     def next_awake(self) -> datetime | None:
-        return datetime.now(timezone.utc) + timedelta(milliseconds=20) if self._empty else None
+        return datetime.now(timezone.utc) + timedelta(seconds=IDLE_POLL_S) if self._empty else None
 
     def snapshot(self) -> None:
         return None

@@ -183,10 +183,19 @@ class PortfolioWriter:
         return self.behind.thread_health()
 
     def write_now(self, batch: dict[str, PortfolioChange]) -> list[int]:
-        """One pipelined round trip for the batch; returns each script's result."""
+        """One pipelined round trip for the batch; returns each script's result. The upsert
+        script is called by its SHA without asking Redis whether it has it (that would be a
+        second round trip per batch); when Redis lost it (a restart without persistence), the
+        batch is written once more after loading it (every write is idempotent)."""
+        try:
+            return self._pipeline(batch)
+        except redis.exceptions.NoScriptError:
+            self.client.script_load(_UPSERT)
+            return self._pipeline(batch)
+
+    def _pipeline(self, batch: dict[str, PortfolioChange]) -> list[int]:
         k = self.keys
         pipe = self.client.pipeline(transaction=False)
-        pipe.scripts.add(self._upsert)  # execute() loads it first if Redis lost it (a restart)
         maxlen = str(self.stream_max_len)
         upsert = pipe.evalsha  # the hot path: no per-call Script wrapper
         ranking, opportunities, changes, alerts = k.ranking, k.opportunities, k.changes, k.alerts
