@@ -198,7 +198,7 @@ def _masked(value: Any) -> Any:
         return "<unreadable value hidden>"
     if not password:
         return value
-    return value.replace(f":{password}@", ":***@", 1)
+    return value.replace(f":{password}@", ":***@")  # every copy: an error line never shows it
 
 
 def _describe(err: dict[str, Any]) -> str:
