@@ -24,7 +24,8 @@ KEYS = RedisKeys("sinkm")
 
 
 def upsert(market: str, cost: float, ts: int) -> PortfolioUpsert:
-    """A guaranteed tier-1 portfolio over two legs of market `market` (profitable below cost 1)."""
+    """A guaranteed tier-1 portfolio over two legs of market `market` (profitable below cost 1:
+    10 share-sets at a net profit of 10 × (1 − cost))."""
     legs = (Leg(f"{market}a", Side.YES, f"y{market}a", f"n{market}a", "Qa?", "e"),
             Leg(f"{market}b", Side.NO, f"y{market}b", f"n{market}b", "Qb?", "e"))
     spec = CoverSpec(CoverKind.TIMEFRAME, legs, guaranteed=True, cover_probability=1.0)
@@ -32,7 +33,8 @@ def upsert(market: str, cost: float, ts: int) -> PortfolioUpsert:
     quote = PortfolioQuote(spec.id, spec.kind, True,
                            (LegQuote(f"{market}a", Side.YES, f"y{market}a", 0.4, 10.0),
                             LegQuote(f"{market}b", Side.NO, f"n{market}b", cost - 0.4, 10.0)),
-                           cost, 1.0, profit, profit / cost * 100, 1.0, 0.0, profit, 1, 10.0 if profit > 0 else 0.0, ts)
+                           cost, 1.0, profit, profit / cost * 100, 1.0, 0.0, profit, 1, 10.0 if profit > 0 else 0.0, ts,
+                           net_profit=round(profit * 10.0, 10) if profit > 0 else 0.0)  # schema 2: net $ at the size
     return PortfolioUpsert(quote, spec)
 
 
