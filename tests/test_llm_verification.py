@@ -672,3 +672,20 @@ def test_confidence_is_the_share_of_agreeing_rounds_and_scales_the_cover(
     assert [leg.market_id for leg in covers[0].legs] == ["mb", "ma"]  # YES conclusion, NO premise
     # an unverified implication (confidence 1.0) keeps the ceiling
     assert pair_covers(0.9)(ImplicationFound(GroupImplication("a", "b", "implies", "a"), A, B))[0].cover_probability == 0.9
+
+
+def test_the_screen_reads_the_first_4000_characters() -> None:
+    marker = "previous instructions"  # 21 characters
+    assert suspect_title(" " * (4_000 - len(marker)) + marker)
+    assert not suspect_title(" " * (4_001 - len(marker)) + marker)  # its last letter is past the 4,000 read
+
+
+def test_a_one_letter_example_is_an_example() -> None:
+    from connectors.llm.protocol import read_verdict
+
+    cell = {"possible": True, "example": "e"}
+    answer = {"S1_YES_S2_YES": cell, "S1_YES_S2_NO": {"possible": False, "example": "X"},
+              "S1_NO_S2_YES": cell, "S1_NO_S2_NO": cell}
+    assert not read_verdict(orjson.dumps(answer).decode(), 0)  # "X" names a world: the claim is refused
+    answer["S1_YES_S2_NO"] = {"possible": False, "example": " N/A. "}
+    assert read_verdict(orjson.dumps(answer).decode(), 0)
