@@ -408,3 +408,13 @@ def test_a_verification_prompt_with_statements_that_are_not_objects_is_not_one()
     assert parse_verify_prompt('<data>{"review": 1, "statements": ["a", "b"]}</data>') is None
     assert parse_verify_prompt('<data>{"review": 1, "statements": [{"title": "a"}, {"title": "b"}]}</data>') == (
         0, "a", "b")
+
+
+def test_a_title_cut_at_its_length_ends_without_a_space() -> None:
+    assert prompt_title("a" * 299 + " b") == "a" * 299
+
+
+def test_a_cached_item_whose_title_is_not_text_names_nothing() -> None:
+    target = Group("t", "T", PartitionType.SINGLE, ())
+    imps, unmatched = implications_from_answer({"implies": [{"title": ["A"]}, {"title": "A"}]}, target, {"A": "a"}, "m")
+    assert [i.conclusion_event_id for i in imps] == ["a"] and unmatched == 1
