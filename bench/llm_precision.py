@@ -99,7 +99,7 @@ def _tier_of_cover(spec: CoverSpec) -> int:
 
 
 def run_config(name: str, config: LLMStepConfig, groups: list[Group], truth: LabelledOracle,
-               pairs: list[LabelledPair], injected: set[str], server: LLMServer | None) -> Outcome:
+               injected: set[str], server: LLMServer | None) -> Outcome:
     """One pass of the step over `groups` with a fresh cache; the published covers scored."""
     llm, cache = MetricGroup("llm"), MetricGroup("cache")
     if server is not None:
@@ -199,7 +199,7 @@ def measure(pairs: list[LabelledPair], *, error_rate: float, injected: int, seed
         configs = (("no defences", dict(verify=False, screen_titles=False, max_implications_per_target=10_000)),
                    ("verification off", dict(verify=False)),
                    ("verification on", dict(verify=True)))
-        return [run_config(name, replace(base, **kw), all_groups, truth, pairs, {g.event_id for g in extra}, server)
+        return [run_config(name, replace(base, **kw), all_groups, truth, {g.event_id for g in extra}, server)
                 for name, kw in configs]
     finally:
         if server is not None:

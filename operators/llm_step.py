@@ -398,6 +398,8 @@ class CatalogLogic(StatefulLogic):
                 log.warning("llm_disabled", detail="no OPENROUTER_API_KEY: only rule implications are produced")
             return [], StatefulLogic.RETAIN
         if not group.markets:  # the event closed: retract its pairs, forget it
+            if group.event_id in self.state.groups:
+                self.metrics.inc("groups_closed")
             return self._forget(group), StatefulLogic.RETAIN
         if self.config.screen_titles and suspect_title(group.title):
             # text addressed to a model: the event stays out of every prompt (and leaves if it was in)
@@ -449,7 +451,6 @@ class CatalogLogic(StatefulLogic):
             if other is not None:
                 premise, conclusion = (gone, other) if key[0] == eid else (other, gone)
                 out.append(ImplicationFound(imp, premise, conclusion))
-        self.metrics.inc("groups_closed")
         return out
 
     def on_notify(self) -> tuple[list[ImplicationFound], bool]:

@@ -9,6 +9,7 @@ import pytest
 import redis
 
 from connectors.redis.server import EmbeddedRedis
+from operators.llm_step import CatalogLogic
 
 
 @pytest.fixture(autouse=True)
@@ -35,3 +36,12 @@ def redis_client(redis_server: EmbeddedRedis) -> Iterator[redis.Redis]:
     client.flushall()
     yield client
     client.close()
+
+
+@pytest.fixture()
+def logics() -> Iterator[list[CatalogLogic]]:
+    """Logics a test made; each is closed (its runner stopped) when the test ends."""
+    made: list[CatalogLogic] = []
+    yield made
+    for logic in made:
+        logic.close()

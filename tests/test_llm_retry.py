@@ -48,14 +48,6 @@ def server() -> Iterator[LLMServer]:
         yield s
 
 
-@pytest.fixture()
-def logics() -> Iterator[list[CatalogLogic]]:
-    """Logics a test made; each is closed (its runner stopped) when the test ends."""
-    made: list[CatalogLogic] = []
-    yield made
-    for logic in made:
-        logic.close()
-
 
 def make_logic(config: LLMStepConfig, logics: list[CatalogLogic], metrics: MetricGroup | None = None) -> CatalogLogic:
     m = metrics or MetricGroup("llm")

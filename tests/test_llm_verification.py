@@ -404,13 +404,6 @@ def serve() -> Iterator[Callable[..., LLMServer]]:
         s.__exit__(None, None, None)
 
 
-@pytest.fixture()
-def logics() -> Iterator[list[CatalogLogic]]:
-    made: list[CatalogLogic] = []
-    yield made
-    for logic in made:
-        logic.close()
-
 
 def config_for(server: LLMServer, **kw: Any) -> LLMStepConfig:  # noqa: ANN401
     base: dict[str, Any] = dict(base_url=server.url, api_key="standin-placeholder-key", model="standin/m",
