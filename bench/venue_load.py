@@ -304,7 +304,7 @@ class Frames(DynamicSource):
 
 # --------------------------------------------------------------------------- one rate
 def run(venue_path: str, rate: float, seconds: float, redis_url: str, redis_pid: int,
-        idle_poll_ms: float = IDLE_POLL_S * 1000) -> dict[str, Any]:
+        idle_poll_ms: float = IDLE_POLL_S * 1000, profile: str | None = None) -> dict[str, Any]:
     """One rate, in a fresh process (`--child`): the frames are loaded, the RSS noted, then the
     covers loaded and the flow built, so the covers' own memory counts as the portfolios'."""
     client = redis.Redis.from_url(redis_url)
@@ -365,6 +365,11 @@ def run(venue_path: str, rate: float, seconds: float, redis_url: str, redis_pid:
         marks["busy0"] = _busy()
         gc_time["on"] = True
         ready.set()
+        if profile:  # py-spy on this process for the measured phase only (every thread)
+            subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "py-spy"), "record", "--pid",
+                              str(os.getpid()), "--duration", str(max(1, int(seconds) - 1)), "--rate", "250",
+                              "--threads", "--format", "raw", "-o", f"{profile}-{rate:.0f}.txt"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     flow = Dataflow("venue_load")
     prices = op.input("frames", flow, source)
@@ -425,6 +430,8 @@ def main() -> None:
     ap.add_argument("--idle-poll-ms", type=float, default=IDLE_POLL_S * 1000,
                     help="how long the source sleeps after an empty poll (default: the production CLOB source's)")
     ap.add_argument("--quick", action="store_true", help="smoke run: 2,000 events, rates 1,000 and 4,000, 3 s")
+    ap.add_argument("--profile", metavar="PREFIX",
+                    help="py-spy the measured phase of each rate into PREFIX-<rate>.txt (raw folded stacks)")
     ap.add_argument("--child", help=argparse.SUPPRESS)  # one rate in a fresh process (internal)
     ap.add_argument("--rate", type=float, help=argparse.SUPPRESS)
     ap.add_argument("--redis", help=argparse.SUPPRESS)
@@ -432,7 +439,7 @@ def main() -> None:
     ap.add_argument("--out", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child:
-        r = run(a.child, a.rate, a.seconds, a.redis, a.redis_pid, a.idle_poll_ms)
+        r = run(a.child, a.rate, a.seconds, a.redis, a.redis_pid, a.idle_poll_ms, a.profile)
         with open(a.out, "w") as fh:
             json.dump(r, fh)
         return
@@ -457,7 +464,8 @@ def main() -> None:
             out = os.path.join(tmp, "result.json")
             child = subprocess.run([sys.executable, "-m", "bench.venue_load", "--child", tmp, "--rate", str(rate),
                                     "--seconds", str(a.seconds), "--redis", rs.url, "--redis-pid", str(rs.proc.pid),
-                                    "--idle-poll-ms", str(a.idle_poll_ms), "--out", out], check=False)
+                                    "--idle-poll-ms", str(a.idle_poll_ms), "--out", out]
+                                   + (["--profile", os.path.abspath(a.profile)] if a.profile else []), check=False)
             if child.returncode != 0:
                 raise SystemExit(f"the run at {rate:,.0f}/s exited with {child.returncode}")
             with open(out) as fh:
