@@ -55,6 +55,7 @@ from polyalphascan.records import CoverKind, CoverSpec, Leg, PriceUpdate, Side
 
 
 EPOCH_MS = 100
+JOIN_SHARDS = 1  # what JOIN_SHARDS=0 (the default) gives one worker
 
 
 def covers_for(n: int, fanout: int = 10) -> tuple[list[CoverSpec], list[str]]:
@@ -161,7 +162,9 @@ def run(n: int, rate: float, seconds: float, redis_url: str, fanout: int = 10,
     cover_stream = op.input("covers", flow, TestingSource(covers, batch_size=1000))
     closed = op.filter("no_closures", cover_stream, lambda _c: False)
     changes = portfolio_join("join", prices, cover_stream, op.map("as_closed", closed, lambda c: c),
-                             min_coverage=0.0, max_cost=100.0, metrics=join_metrics, depth=depth > 0)
+                             min_coverage=0.0, max_cost=100.0, metrics=join_metrics, depth=depth > 0,
+                             shards=JOIN_SHARDS if cluster is None else 4 * len(cluster[0]),  # as JOIN_SHARDS=0
+                             recoverable=False)  # production without RECOVERY_DIR
     op.output("redis", changes, PortfolioSink(redis_url, "lat", metrics=sink_metrics))
     threading.Thread(target=watch, daemon=True).start()
     if cluster is None:

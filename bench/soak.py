@@ -158,8 +158,8 @@ def main() -> None:
                                              "groups_failed", "backlog")))
     print("Gamma poller after the restart: " + ", ".join(
         f"{k} {poller.get(k, 0):.0f}" for k in ("errors_parse", "closure_lookups", "closure_lookups_failed")))
-    print(f"join after the restart: repriced {join.get('repriced', 0):.0f}, price fan-outs to removed covers "
-          f"(stale_fanout) {join.get('stale_fanout', 0):.0f}")
+    print(f"join after the restart: repriced {join.get('repriced', 0):.0f}, "
+          f"crossed books {join.get('crossed_book', 0):.0f}")
     print(f"items lost at the end: {lost} (goal 0); stale prices at the end: {stale} (goal 0)")
     for cid in missing:
         c = truth.covers[cid]

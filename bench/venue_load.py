@@ -2,7 +2,7 @@
 
 What it measures. One process runs the production path for a universe shaped like the
 venue: CLOB WebSocket frames -> `BookTracker.handle` -> `PriceUpdate` -> the keyed join
-(`portfolio_join`: fan out by YES token, re-price by cover id) -> `PortfolioSink` (the
+(`portfolio_join`: price batches to every join shard, covers by shard) -> `PortfolioSink` (the
 write-behind Redis writer) -> an embedded Redis. For each update rate it prints the latency
 from the frame being received to the re-priced portfolio landing in Redis (p50 / p95 / p99),
 the work per update (CPU µs of this process, re-pricings, Redis writes; Redis's own CPU
@@ -103,6 +103,7 @@ from standins.clob_server import book_message, price_change_message
 from standins.universe import Universe
 
 EPOCH_MS = Settings.model_fields["snapshot_interval_seconds"].default * 1000
+JOIN_SHARDS = 1  # what JOIN_SHARDS=0 (the default) gives one worker
 LLM_COVER_PROBABILITY = 0.98
 P99_GOAL_MS = 100.0
 PREFIX = "venue"
@@ -304,7 +305,8 @@ class Frames(DynamicSource):
 
 # --------------------------------------------------------------------------- one rate
 def run(venue_path: str, rate: float, seconds: float, redis_url: str, redis_pid: int,
-        idle_poll_ms: float = IDLE_POLL_S * 1000, profile: str | None = None) -> dict[str, Any]:
+        idle_poll_ms: float = IDLE_POLL_S * 1000, profile: str | None = None,
+        shards: int = JOIN_SHARDS) -> dict[str, Any]:
     """One rate, in a fresh process (`--child`): the frames are loaded, the RSS noted, then the
     covers loaded and the flow built, so the covers' own memory counts as the portfolios'."""
     client = redis.Redis.from_url(redis_url)
@@ -376,7 +378,8 @@ def run(venue_path: str, rate: float, seconds: float, redis_url: str, redis_pid:
     cover_stream = op.input("covers", flow, TestingSource(venue.covers, batch_size=1000))
     closed = op.filter("no_closures", cover_stream, lambda _c: False)
     changes = portfolio_join("join", prices, cover_stream, op.map("as_closed", closed, lambda c: c),
-                             min_coverage=0.0, max_cost=100.0, metrics=join_metrics)
+                             min_coverage=0.0, max_cost=100.0, metrics=join_metrics, shards=shards,
+                             recoverable=False)  # production without RECOVERY_DIR
     op.output("redis", changes, PortfolioSink(redis_url, PREFIX, metrics=sink_metrics))
     marks["cpu_start"] = time.process_time()
     threading.Thread(target=watch, daemon=True).start()
@@ -432,6 +435,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="smoke run: 2,000 events, rates 1,000 and 4,000, 3 s")
     ap.add_argument("--profile", metavar="PREFIX",
                     help="py-spy the measured phase of each rate into PREFIX-<rate>.txt (raw folded stacks)")
+    ap.add_argument("--shards", type=int, default=JOIN_SHARDS, help="join shards (default: JOIN_SHARDS's)")
     ap.add_argument("--child", help=argparse.SUPPRESS)  # one rate in a fresh process (internal)
     ap.add_argument("--rate", type=float, help=argparse.SUPPRESS)
     ap.add_argument("--redis", help=argparse.SUPPRESS)
@@ -439,7 +443,7 @@ def main() -> None:
     ap.add_argument("--out", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child:
-        r = run(a.child, a.rate, a.seconds, a.redis, a.redis_pid, a.idle_poll_ms, a.profile)
+        r = run(a.child, a.rate, a.seconds, a.redis, a.redis_pid, a.idle_poll_ms, a.profile, a.shards)
         with open(a.out, "w") as fh:
             json.dump(r, fh)
         return
@@ -450,7 +454,7 @@ def main() -> None:
     venue = build_venue(a.events, int(max(rates) * a.seconds * 1.1) + 1000, a.seed)
     print_shape(venue)
     print(f"load: each rate for {a.seconds:g} s on a fresh flow and a flushed embedded Redis, "
-          f"{EPOCH_MS} ms epochs, one process; latency = frame received (BookTracker.handle) -> portfolio in Redis")
+          f"{EPOCH_MS} ms epochs, {a.shards} join shards, one process; latency = frame received (BookTracker.handle) -> portfolio in Redis")
     rows = []
     with tempfile.TemporaryDirectory(prefix="venue_load_") as tmp, EmbeddedRedis() as rs:
         covers, venue.covers = venue.covers, []
@@ -464,7 +468,7 @@ def main() -> None:
             out = os.path.join(tmp, "result.json")
             child = subprocess.run([sys.executable, "-m", "bench.venue_load", "--child", tmp, "--rate", str(rate),
                                     "--seconds", str(a.seconds), "--redis", rs.url, "--redis-pid", str(rs.proc.pid),
-                                    "--idle-poll-ms", str(a.idle_poll_ms), "--out", out]
+                                    "--idle-poll-ms", str(a.idle_poll_ms), "--shards", str(a.shards), "--out", out]
                                    + (["--profile", os.path.abspath(a.profile)] if a.profile else []), check=False)
             if child.returncode != 0:
                 raise SystemExit(f"the run at {rate:,.0f}/s exited with {child.returncode}")

@@ -6,12 +6,12 @@
                                   └─► closed_markets ───────────────────────────┐  │
     CLOB WS ─► prices (PriceUpdate, one partition per shard) ─────────────────┐ │  │
                                                                                ▼ ▼  ▼
-                                  join.fanout (by token) ─► join.price (by cover) ─► redis
+                                  join.shard (prices a batch at a time, covers by shard) ─► redis
 
 Run it:
     python -m bytewax.run flows.scanner:flow               # settings from the environment/.env
-    python -m bytewax.run flows.scanner:flow -w 2          # 2 workers
-    polyalphascan run                                      # the same, with start-up checks
+    JOIN_SHARDS=8 python -m bytewax.run flows.scanner:flow -w 2   # 2 workers (say how many join shards)
+    polyalphascan run [-w 2]                               # with start-up checks; sizes the join itself
 """
 
 from __future__ import annotations
@@ -46,6 +46,14 @@ def closed_markets(delta: EventDelta) -> Iterable[MarketClosed]:
     return [MarketClosed(mid, by_id[mid].yes_token) for mid in delta.closed_market_ids if mid in by_id]
 
 
+def join_shards(setting: int, workers: int) -> int:
+    """`JOIN_SHARDS`, or when 0: one shard for one worker (every price batch is applied once),
+    four per worker otherwise (Bytewax hashes keys to workers: more keys than workers even out)."""
+    if setting > 0:
+        return setting
+    return 1 if workers <= 1 else 4 * workers
+
+
 def build_flow(
     settings: Settings,
     redis_url: str,
@@ -53,9 +61,11 @@ def build_flow(
     scope: FlowScope | None = None,
     event_source: EventSource | None = None,
     price_source: PriceShardSource | None = None,
+    workers: int = 1,
 ) -> Dataflow:
     """The scanner dataflow; sources can be passed in (tests tune their timers). `scope` is
-    what the flow owns (its stop signal, its metrics); a fresh one when not given."""
+    what the flow owns (its stop signal, its metrics); a fresh one when not given. `workers`:
+    this process's worker count (sizes the join when `JOIN_SHARDS` is 0)."""
     scope = scope or FlowScope()
     flow = Dataflow("polyalphascan")
 
@@ -110,6 +120,7 @@ def build_flow(
     changes = portfolio_join(
         "join", prices, covers, closed, min_coverage=settings.min_coverage, max_cost=settings.max_cost,
         retracted=retracted, metrics=scope.metrics.group("portfolios"), steps=steps,
+        shards=join_shards(settings.join_shards, workers), recoverable=settings.recovery_dir is not None,
     )
     op.output("redis", changes, PortfolioSink(redis_url, settings.redis_key_prefix, stream_max_len=settings.stream_max_len,
                                               metrics=scope.metrics.group("sink")))

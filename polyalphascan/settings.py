@@ -85,6 +85,9 @@ class Settings(BaseSettings):
     # --- Portfolios ------------------------------------------------------------------------
     min_coverage: float = Field(0.85, ge=0, le=1)
     max_cost: float = Field(1.5, gt=0, le=100, description="drop portfolios costing more")
+    join_shards: int = Field(0, ge=0, le=4096, description=(
+        "keys of the price join; 0 = one per worker of a one-worker process, else 4 per worker of this process;"
+        " in a multi-process cluster set at least the workers in total"))
 
     # --- Runtime -----------------------------------------------------------------------------
     monitor_host: str = "127.0.0.1"

@@ -67,8 +67,8 @@ def run(
     from flows.scanner import build_flow
 
     runtime = start_runtime(settings)
-    run_flow(build_flow(settings, runtime.redis_url, scope=runtime.scope), runtime, workers=workers,
-             max_workers=max_workers or None)
+    run_flow(build_flow(settings, runtime.redis_url, scope=runtime.scope, workers=workers), runtime,
+             workers=workers, max_workers=max_workers or None)
 
 
 def _redis_url(settings: Settings, override: str | None) -> str:

@@ -3,8 +3,9 @@ diff (operators/cover_lifecycle.py), driven through the logic classes as Bytewax
 
 Bytewax drops a key's state when its logic returns DISCARD and builds a fresh one from
 `None` for the key's next item; `Keyed` does the same here, so a sequence of items runs
-exactly as in a flow. Every published quote is compared with `price_cover` on the books the
-test holds, field for field.
+exactly as in a flow. `Join` routes to the join's shards as the flow does (three of them, so
+covers and their tokens' prices meet across shards). Every published quote is compared with
+`price_cover` on the books the test holds, field for field.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import pytest
 from bytewax.operators import StatefulLogic
 
 from operators.cover_lifecycle import CoverDiff, LlmCoverDiff, pair_covers, implication_key
-from operators.portfolio_join import CoverPricer, TokenFanout, _registrations
+from operators.portfolio_join import JoinShard, price_batches, shard_of
 from operators.pricing import price_cover
 from polyalphascan.metrics import MetricGroup
 from polyalphascan.records import (
@@ -56,37 +57,44 @@ class Keyed:
 
 
 class Join:
-    """Both stages wired by hand: token keys -> cover keys, every message delivered in order."""
+    """The join's shards wired by hand as the flow routes to them: a cover to its shard, a price
+    batch and a closure to every shard, a retraction to the cover's shard. Each call is one batch."""
 
-    def __init__(self) -> None:
-        self.tokens: dict[str, Keyed] = {}
-        self.covers: dict[str, Keyed] = {}
-        self.out: list[Any] = []
+    def __init__(self, shards: int = 3) -> None:
         self.metrics = MetricGroup("portfolios")
+        self.keys = [str(i) for i in range(shards)]
+        self.shards = {k: self.build(None) for k in self.keys}
+        self.out: list[Any] = []
 
-    def _stage2(self, msgs: list[tuple[str, tuple[str, Any]]]) -> list[Any]:
-        out = []
-        for cid, msg in msgs:
-            k = self.covers.setdefault(cid, Keyed(lambda r: CoverPricer(r, min_coverage=MIN_COV, max_cost=MAX_COST,
-                                                                         metrics=self.metrics)))
-            out += k(msg)
+    def build(self, resume: Any) -> JoinShard:
+        return JoinShard(resume, min_coverage=MIN_COV, max_cost=MAX_COST, metrics=self.metrics)
+
+    def of(self, cover_id: str) -> JoinShard:
+        return self.shards[shard_of(cover_id, len(self.keys))]
+
+    def _send(self, routed: list[tuple[str, tuple[str, Any]]]) -> list[Any]:
+        out: list[Any] = []
+        for key, msg in routed:
+            changes, keep = self.shards[key].on_batch([msg])
+            assert keep is StatefulLogic.RETAIN
+            out += [c for batch in changes for c in batch]
         self.out += out
         return out
 
-    def _stage1(self, token: str, msg: tuple[str, Any]) -> list[tuple[str, tuple[str, Any]]]:
-        return self.tokens.setdefault(token, Keyed(TokenFanout))(msg)
-
     def price(self, u: PriceUpdate) -> list[Any]:
-        return self._stage2(self._stage1(u.token_id, ("px", tuple(u))))
+        return self._send(price_batches(self.keys)([u]))
 
     def register(self, spec: CoverSpec) -> list[Any]:
-        return self._stage2([m for tok, msg in _registrations(spec) for m in self._stage1(tok, msg)])
+        return self._send([(shard_of(spec.id, len(self.keys)), ("reg", spec))])
 
     def retract(self, r: CoverRetracted) -> list[Any]:
-        return self._stage2([m for tok in r.yes_tokens for m in self._stage1(tok, ("retract", r.cover_id))])
+        return self._send([(shard_of(r.cover_id, len(self.keys)), ("retract", r.cover_id))])
 
     def close(self, market_id: str, yes_token: str) -> list[Any]:
-        return self._stage2(self._stage1(yes_token, ("close", market_id)))
+        return self._send([(k, ("close", yes_token)) for k in self.keys])
+
+    def holders(self, token: str) -> set[str]:
+        return {cid for sh in self.shards.values() for cid in sh.holders.get(token, {})}
 
 
 def pair(a: int, b: int) -> CoverSpec:
@@ -128,7 +136,7 @@ def test_size_only_changes_lowered_tops_and_same_timestamps_are_all_published() 
         (got,) = j.price(u)
         assert isinstance(got, PortfolioUpsert), u
         assert got.quote == priced(s, books["y1"], books["y2"]), u
-    assert j.covers[s.id].logic.published == got.quote  # type: ignore[union-attr]
+    assert j.of(s.id).published[s.id] == got.quote
     assert got.quote.cost == pytest.approx(0.41 + 0.50) and got.quote.size_at_profit == 8
 
 
@@ -158,8 +166,8 @@ def test_retract_then_register_the_same_cover_prices_it_again_from_current_books
         j.price(u)
     out = j.retract(CoverRetracted(s.id, ("y1", "y2")))
     assert out == [PortfolioRemoved(s.id, "retracted")]  # once, though two tokens held it
-    assert s.id not in j.tokens["y1"].logic.covers and other.id in j.tokens["y1"].logic.covers  # type: ignore[union-attr]
-    assert j.covers[s.id].logic is None  # the cover's state is gone
+    assert j.holders("y1") == {other.id} and j.holders("y2") == set()
+    assert s.id not in j.of(s.id).specs and s.id not in j.of(s.id).published  # the cover's state is gone
     # a move while retracted reaches only the cover still registered
     moved = px(1, 0.40, 0.44, ts=2)
     assert [c.quote.cover_id for c in j.price(moved)] == [other.id]
@@ -181,13 +189,12 @@ def test_a_closed_market_removes_its_covers_and_a_new_listing_starts_fresh() -> 
         j.price(u)
     out = j.close("m2", "y2")
     assert sorted(out, key=str) == sorted([PortfolioRemoved(s.id, "market_closed"), PortfolioRemoved(t.id, "market_closed")], key=str)
-    assert j.tokens["y2"].logic is None  # the closed token's state is gone
-    # the other leg's token still lists the removed cover: its next price is dropped, not re-published
+    assert j.holders("y2") == set() and all("y2" not in sh.prices for sh in j.shards.values())
+    # the removed cover's other token no longer reaches it: its next price re-publishes nothing
+    assert j.holders("y1") == set() and j.holders("y3") == set()
     assert j.price(px(1, 0.41, 0.43, ts=4)) == []
-    assert j.covers[s.id].logic is None
-    # in the flow the cover diff retracts the closed market's covers on every leg's token too
+    # in the flow the cover diff retracts the closed market's covers too
     assert j.retract(CoverRetracted(s.id, ("y1", "y2"))) == []  # already removed: said once only
-    assert s.id not in j.tokens["y1"].logic.covers  # type: ignore[union-attr]
     # the same cover registered again (a re-listing): the closed token's old price is not used
     assert j.register(s) == []
     (q,) = j.price(px(2, 0.60, 0.62, ts=5))
@@ -211,8 +218,8 @@ def test_a_cover_holding_both_sides_of_one_token_reprices_on_either_side() -> No
     legs = (Leg("m1", Side.YES, "y1", "n1"), Leg("m1", Side.NO, "y1", "n1"))
     s = CoverSpec(CoverKind.THRESHOLD, legs, True, 1.0)
     j = Join()
-    assert [m for _tok, m in _registrations(s)] == [("reg", s)]  # one registration per token
     j.register(s)
+    assert j.of(s.id).holders == {"y1": {s.id: 3}}  # one entry for the token, both sides of its book
     (q,) = j.price(px(1, 0.40, 0.45))
     assert q.quote.cost == pytest.approx(0.45 + 0.60)
     (q,) = j.price(px(1, 0.42, 0.45))  # only the bid moved: the NO leg pays it
@@ -227,26 +234,27 @@ def test_join_state_survives_a_snapshot_mid_lifecycle() -> None:
     j.register(s)
     j.price(px(1, 0.40, 0.42))
     j.price(px(2, 0.55, 0.57))
-    for keyed in (*j.tokens.values(), *j.covers.values()):
-        logic = keyed.logic
-        assert logic is not None
-        state = pickle.loads(pickle.dumps(logic.snapshot()))
-        keyed.logic = keyed.build(state)
-    # a cover registered after the resume is priced from the books the tokens held at the snapshot
+    j.shards = {k: j.build(pickle.loads(pickle.dumps(sh.snapshot()))) for k, sh in j.shards.items()}
+    # the resumed sockets send every book again: the covers are priced from them
     late = pair(2, 1)
-    (q0,) = j.register(late)
-    assert q0.quote == priced(late, px(1, 0.40, 0.42), px(2, 0.55, 0.57))
-    assert j.price(px(2, 0.55, 0.57, ts=8)) == []  # nothing new after the resume
-    (q,) = j.price(px(2, 0.54, 0.57, ts=9))
-    assert q.quote == priced(s, px(1, 0.40, 0.42), px(2, 0.54, 0.57, ts=9))
+    assert j.register(late) == []  # registered after the resume: waits for the books
+    assert j.price(px(1, 0.40, 0.42, ts=8)) == []
+    out = j.price(px(2, 0.55, 0.57, ts=8))
+    assert {c.quote.cover_id: c.quote for c in out} == {
+        s.id: priced(s, px(1, 0.40, 0.42, ts=8), px(2, 0.55, 0.57, ts=8)),
+        late.id: priced(late, px(1, 0.40, 0.42, ts=8), px(2, 0.55, 0.57, ts=8))}
+    assert j.price(px(2, 0.55, 0.57, ts=9)) == []  # nothing new after that
+    (q,) = [c for c in j.price(px(2, 0.54, 0.57, ts=9)) if c.quote.cover_id == s.id]
+    assert q.quote == priced(s, px(1, 0.40, 0.42, ts=8), px(2, 0.54, 0.57, ts=9))
 
 
 def test_unknown_messages_change_nothing() -> None:
-    f = TokenFanout(None)
-    assert f.on_item(("huh", 1)) == ([], StatefulLogic.RETAIN)
-    p = CoverPricer(None, min_coverage=MIN_COV, max_cost=MAX_COST, metrics=MetricGroup("portfolios"))
-    assert p.on_item(("huh", 1)) == ([], StatefulLogic.RETAIN)
-    assert p.on_item(("rm", "retracted")) == ([], StatefulLogic.DISCARD)  # nothing registered: nothing to say
+    j = Join(shards=1)
+    j.register(pair(1, 2))
+    before = (dict(j.shards["0"].specs), dict(j.shards["0"].holders))
+    assert j._send([("0", ("huh", 1))]) == []
+    assert j.retract(CoverRetracted("never-registered", ("y1",))) == []  # nothing registered: nothing to say
+    assert (j.shards["0"].specs, j.shards["0"].holders) == before
 
 
 # ----------------------------------------------------------------------------- the cover diff
@@ -309,7 +317,7 @@ def test_llm_pairs_follow_the_groups_through_a_closure_and_a_later_change() -> N
     assert out == [CoverRetracted(by_market["m11"], ("y21", "y11"))] and key.logic is None
 
 
-def test_repricing_and_stale_fanout_are_counted() -> None:
+def test_repricing_is_counted_and_a_removed_cover_is_never_repriced() -> None:
     j = Join()
     m = j.metrics
     s = pair(1, 2)
@@ -321,9 +329,8 @@ def test_repricing_and_stale_fanout_are_counted() -> None:
     j.price(px(2, 0.55, 0.99))  # the side no leg buys: not evaluated
     assert m.get("repriced") - r0 == 3
     j.close("m2", "y2")
-    stale = m.get("stale_fanout")
-    j.price(px(1, 0.41, 0.42))  # y1 still lists the removed cover
-    assert m.get("stale_fanout") - stale == 1
+    j.price(px(1, 0.41, 0.42))  # the cover's other token: it is gone from there too
+    assert m.get("repriced") - r0 == 3
 
 
 def test_the_flow_wires_retractions_to_every_leg_token() -> None:

@@ -26,7 +26,8 @@ def test_two_processes_give_the_ground_truth(redis_server: EmbeddedRedis) -> Non
     with StandIns(seed=29, n_events=50, clob_rate=20.0) as standins:
         standins.clob.pause()
         env = flow_env(standins, redis_server.url, "mp", POLL_INTERVAL_SECONDS="0.5", FULL_RECONCILE_EVERY="2",
-                       MIN_COVERAGE="0", MAX_COST="100", WS_MAX_CONNECTIONS="3", SNAPSHOT_INTERVAL_SECONDS="1")
+                       MIN_COVERAGE="0", MAX_COST="100", WS_MAX_CONNECTIONS="3", SNAPSHOT_INTERVAL_SECONDS="1",
+                       JOIN_SHARDS="8")  # a cluster sets it: the join's shards spread over both processes
         addresses = f"127.0.0.1:{free_port()};127.0.0.1:{free_port()}"
         procs = [subprocess.Popen([sys.executable, "-m", "bytewax.run", "flows.scanner:flow", "-i", str(i),
                                    "-a", addresses], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

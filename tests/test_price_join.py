@@ -1,24 +1,26 @@
 """The keyed join of covers with prices (operators/portfolio_join.py).
 
-The logic classes directly (on_item / snapshot / resume), then the two keyed stages in a real
-Bytewax flow with one and with two workers. Pricing is the real `price_cover`.
+One shard's logic directly (batches, snapshot / resume), then the keyed join in a real Bytewax
+flow with one and with two workers, one and several shards. Pricing is the real `price_cover`.
 """
 
 from __future__ import annotations
 
 import pickle
 import time
+import zlib
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import bytewax.operators as op
+import pytest
 from bytewax.dataflow import Dataflow
 from bytewax.inputs import DynamicSource, StatelessSourcePartition
 from bytewax.operators import StatefulLogic
 from bytewax.testing import TestingSink, cluster_main, run_main
 
-from operators.portfolio_join import CoverPricer, TokenFanout, portfolio_join
+from operators.portfolio_join import BUYS_ASKS, BUYS_BIDS, JoinShard, book_uses, portfolio_join, price_batches, shard_of
 from operators.pricing import price_cover
 from polyalphascan.metrics import MetricGroup
 from polyalphascan.records import (
@@ -44,98 +46,262 @@ def px(tok: int, bid: float, ask: float, ts: int = 1) -> PriceUpdate:
     return PriceUpdate(f"y{tok}", bid, ask, 10.0, 10.0, ts, ts)
 
 
-# ----------------------------------------------------------------------------- stage 1
-def test_fanout_reaches_only_covers_holding_the_token() -> None:
-    f = TokenFanout(None)
-    a, b = pair(1, 2), pair(1, 3)
-    assert f.on_item(("px", px(1, 0.4, 0.42))) == ([], StatefulLogic.RETAIN)  # nobody holds it yet
-    out, keep = f.on_item(("reg", a))
-    # a new cover gets its registration, then the token's current price
-    assert [(cid, m[0]) for cid, m in out] == [(a.id, "reg"), (a.id, "px")] and keep is StatefulLogic.RETAIN
-    f.on_item(("reg", b))
-    assert f.on_item(("reg", a))[0] == []  # re-registration: nothing new
-    update = px(1, 0.45, 0.47)
-    out, _ = f.on_item(("px", update))
-    assert sorted(cid for cid, _m in out) == sorted([a.id, b.id])
-    assert all(m == ("px", update) for _cid, m in out)
+# ----------------------------------------------------------------------------- one shard
+def shard(resume: Any = None, group: MetricGroup | None = None, **kw: Any) -> JoinShard:
+    return JoinShard(resume, min_coverage=MIN_COV, max_cost=MAX_COST,
+                     metrics=group if group is not None else MetricGroup("portfolios"), **kw)
 
 
-def test_fanout_close_removes_every_holder_and_forgets_them() -> None:
-    f = TokenFanout(None)
-    a, b = pair(1, 2), pair(3, 1)
-    f.on_item(("reg", a))
-    f.on_item(("reg", b))
-    out, keep = f.on_item(("close", "m1"))
-    assert sorted(out) == sorted([(a.id, ("rm", "market_closed")), (b.id, ("rm", "market_closed"))])
-    assert keep is StatefulLogic.DISCARD
+def feed(s: JoinShard, *messages: tuple[str, Any]) -> list[Any]:
+    """One batch; the shard's changes (it emits them as one list, or nothing)."""
+    out, keep = s.on_batch(list(messages))
+    assert keep is StatefulLogic.RETAIN  # a shard is never dropped
+    assert len(out) <= 1 and all(out)  # one list of changes per batch, never an empty one
+    return out[0] if out else []
 
 
-def test_fanout_snapshot_resumes_the_same_state() -> None:
-    f = TokenFanout(None)
-    a = pair(1, 2)
-    f.on_item(("reg", a))
-    f.on_item(("px", px(1, 0.3, 0.32)))
-    g = TokenFanout(pickle.loads(pickle.dumps(f.snapshot())))
-    out, _ = g.on_item(("px", px(1, 0.31, 0.33)))
-    assert [cid for cid, _m in out] == [a.id]
-    assert g.price == px(1, 0.31, 0.33)
+def prices(*updates: PriceUpdate) -> tuple[str, Any]:
+    """The message a batch of updates becomes (as the flow routes it to one shard)."""
+    ((_key, msg),) = price_batches(["0"])(list(updates))
+    return msg
 
 
-# ----------------------------------------------------------------------------- stage 2
-def pricer(resume: Any = None) -> CoverPricer:
-    return CoverPricer(resume, min_coverage=MIN_COV, max_cost=MAX_COST, metrics=MetricGroup("portfolios"))
+def best(spec: CoverSpec, *books: PriceUpdate) -> Any:
+    return price_cover(spec, {b.token_id: b for b in books}, min_coverage=MIN_COV, max_cost=MAX_COST)
 
 
-def test_pricer_emits_only_when_numbers_change() -> None:
+def test_a_price_reaches_only_the_covers_holding_its_token() -> None:
+    group = MetricGroup("portfolios")
+    s = shard(group=group)
+    a, b, c = pair(1, 2), pair(1, 3), pair(4, 5)
+    feed(s, prices(px(1, 0.40, 0.42), px(2, 0.55, 0.57), px(3, 0.50, 0.52), px(4, 0.3, 0.32), px(5, 0.6, 0.62)))
+    out = feed(s, ("reg", a), ("reg", b), ("reg", c))  # each priced at once from the books held
+    assert [ch.quote.cover_id for ch in out] == [a.id, b.id, c.id]
+    assert group.get("repriced") == 3
+    move = px(1, 0.40, 0.41, ts=2)  # y1's ask: the YES leg of a and b
+    out = feed(s, prices(move))
+    assert sorted(ch.quote.cover_id for ch in out) == sorted([a.id, b.id]) and group.get("repriced") == 5
+    assert {ch.quote.cover_id: ch.quote for ch in out} == {
+        a.id: best(a, move, px(2, 0.55, 0.57)), b.id: best(b, move, px(3, 0.50, 0.52))}
+
+
+def test_a_registration_is_priced_from_the_current_books_and_only_once() -> None:
+    s = shard()
     spec = pair(1, 2)
-    p = pricer()
-    assert p.on_item(("reg", spec)) == ([], StatefulLogic.RETAIN)  # no price yet
-    assert p.on_item(("px", px(1, 0.40, 0.42)))[0] == []  # one leg priced: still nothing
-    out, _ = p.on_item(("px", px(2, 0.55, 0.57)))
-    assert len(out) == 1 and isinstance(out[0], PortfolioUpsert)
-    want = price_cover(spec, {"y1": px(1, 0.40, 0.42), "y2": px(2, 0.55, 0.57)}, min_coverage=MIN_COV, max_cost=MAX_COST)
-    assert out[0].quote == want and out[0].spec == spec
+    assert feed(s, ("reg", spec)) == []  # no price yet
+    assert feed(s, prices(px(1, 0.40, 0.42))) == []  # one leg priced: still nothing
+    (first,) = feed(s, prices(px(2, 0.55, 0.57)))
+    assert isinstance(first, PortfolioUpsert) and first.spec == spec
+    assert first.quote == best(spec, px(1, 0.40, 0.42), px(2, 0.55, 0.57))
+    assert feed(s, ("reg", spec)) == []  # re-registration (event grouped again): nothing new
     # same book, newer timestamp: nothing a consumer acts on changed
-    assert p.on_item(("px", px(2, 0.55, 0.57, ts=99)))[0] == []
-    # the NO leg's ask moves (1 - YES bid): re-priced
-    out, _ = p.on_item(("px", px(2, 0.60, 0.62)))
-    assert len(out) == 1 and abs(out[0].quote.cost - (0.42 + 0.40)) < 1e-9
+    assert feed(s, prices(px(2, 0.55, 0.57, ts=99))) == []
+    (moved,) = feed(s, prices(px(2, 0.60, 0.62)))  # the NO leg's ask (1 - YES bid) moves
+    assert abs(moved.quote.cost - (0.42 + 0.40)) < 1e-9
 
 
-def test_pricer_removes_a_published_quote_that_gets_filtered() -> None:
+def test_a_published_quote_that_gets_filtered_is_removed_once_then_comes_back() -> None:
+    s = shard()
     spec = pair(1, 2)
-    p = pricer()
-    p.on_item(("reg", spec))
-    p.on_item(("px", px(1, 0.40, 0.42)))
-    assert p.on_item(("px", px(2, 0.55, 0.57)))[0]  # published
+    feed(s, ("reg", spec), prices(px(1, 0.40, 0.42), px(2, 0.55, 0.57)))
     # the YES leg's ask disappears: no price any more -> removal, once
-    out, keep = p.on_item(("px", PriceUpdate("y1", 0.40, None, 10.0, None, 2, 2)))
-    assert out == [PortfolioRemoved(spec.id, "filtered")] and keep is StatefulLogic.RETAIN
-    assert p.on_item(("px", PriceUpdate("y1", 0.41, None, 10.0, None, 3, 3)))[0] == []
-    # priced again -> published again
-    assert isinstance(p.on_item(("px", px(1, 0.40, 0.42, ts=4)))[0][0], PortfolioUpsert)
+    assert feed(s, prices(PriceUpdate("y1", 0.40, None, 10.0, None, 2, 2))) == [PortfolioRemoved(spec.id, "filtered")]
+    assert feed(s, prices(PriceUpdate("y1", 0.41, None, 10.0, None, 3, 3))) == []
+    (back,) = feed(s, prices(px(1, 0.40, 0.42, ts=4)))
+    assert isinstance(back, PortfolioUpsert)
 
 
-def test_pricer_removal_discards_state_and_stale_prices_are_dropped() -> None:
+def test_a_closure_removes_every_holder_and_forgets_the_token() -> None:
+    group = MetricGroup("portfolios")
+    s = shard(group=group)
+    a, b, c = pair(1, 2), pair(3, 1), pair(2, 3)
+    feed(s, prices(px(1, 0.4, 0.42), px(2, 0.5, 0.52), px(3, 0.3, 0.32)), ("reg", a), ("reg", b), ("reg", c))
+    out = feed(s, ("close", "y1"))
+    assert sorted(out, key=str) == sorted([PortfolioRemoved(a.id, "market_closed"),
+                                           PortfolioRemoved(b.id, "market_closed")], key=str)
+    assert set(s.specs) == {c.id} and "y1" not in s.prices and "y1" not in s.holders
+    # the removed covers' other tokens no longer reach them
+    repriced = group.get("repriced")
+    (only_c,) = feed(s, prices(px(2, 0.45, 0.47, ts=2)))
+    assert only_c.quote.cover_id == c.id and group.get("repriced") == repriced + 1
+    # a new listing of the token starts from a fresh book: a cover on it waits for a price
+    assert feed(s, ("reg", a)) == []
+    assert feed(s, ("close", "y9")) == []  # nobody holds it
+
+
+def test_a_retraction_removes_one_cover() -> None:
+    s = shard()
+    a, b = pair(1, 2), pair(1, 3)
+    feed(s, prices(px(1, 0.4, 0.42), px(2, 0.5, 0.52), px(3, 0.3, 0.32)), ("reg", a), ("reg", b))
+    assert feed(s, ("retract", a.id)) == [PortfolioRemoved(a.id, "retracted")]
+    assert feed(s, ("retract", a.id)) == []  # already gone
+    assert [ch.quote.cover_id for ch in feed(s, prices(px(1, 0.3, 0.35, ts=2)))] == [b.id]
+    # registered again: priced again from the books the shard kept
+    (again,) = feed(s, ("reg", a))
+    assert again.quote == best(a, px(1, 0.3, 0.35, ts=2), px(2, 0.5, 0.52))
+
+
+def test_a_move_on_the_side_no_leg_buys_is_not_repriced_but_a_new_tick_is() -> None:
+    group = MetricGroup("portfolios")
+    s = shard(group=group)
+    spec = pair(1, 2)  # YES on y1 (pays y1's ask), NO on y2 (pays 1 - y2's bid)
+    feed(s, ("reg", spec), prices(px(1, 0.40, 0.42), px(2, 0.50, 0.52)))
+    repriced = group.get("repriced")
+    assert feed(s, prices(px(1, 0.30, 0.42, ts=2))) == []  # y1's bid: the YES leg does not pay it
+    assert feed(s, prices(px(2, 0.50, 0.60, ts=3))) == []  # y2's ask: the NO leg does not pay it
+    assert feed(s, prices(PriceUpdate("y1", 0.30, 0.42, 10.0, 10.0, 4, 4, bids=(0.30, 10.0, 0.2, 5.0)))) == []
+    assert group.get("repriced") == repriced  # not even evaluated
+    feed(s, prices(PriceUpdate("y2", 0.50, 0.60, 10.0, 10.0, 5, 5, tick=0.001)))  # a new tick: limits move
+    assert group.get("repriced") == repriced + 1
+    (moved,) = feed(s, prices(px(2, 0.55, 0.60, ts=6)))  # y2's bid: the NO leg's price
+    assert group.get("repriced") == repriced + 2
+    assert moved.quote == best(spec, PriceUpdate("y1", 0.30, 0.42, 10.0, 10.0, 4, 4, bids=(0.30, 10.0, 0.2, 5.0)),
+                               px(2, 0.55, 0.60, ts=6))  # the newest prices were kept all along
+
+
+def test_depth_beyond_the_top_reprices_the_side_that_buys_it() -> None:
+    group = MetricGroup("portfolios")
+    s = shard(group=group)
     spec = pair(1, 2)
-    p = pricer()
-    p.on_item(("reg", spec))
-    out, keep = p.on_item(("rm", "market_closed"))
-    assert out == [PortfolioRemoved(spec.id, "market_closed")] and keep is StatefulLogic.DISCARD
-    # a fresh state (after DISCARD) that only sees a leftover price from the other leg's token
-    out, keep = pricer().on_item(("px", px(2, 0.5, 0.52)))
-    assert out == [] and keep is StatefulLogic.DISCARD
+    feed(s, ("reg", spec), prices(px(1, 0.40, 0.42), px(2, 0.50, 0.52)))
+    repriced = group.get("repriced")
+    deeper = PriceUpdate("y1", 0.40, 0.42, 10.0, 10.0, 2, 2, asks=(0.42, 10.0, 0.45, 50.0))
+    feed(s, prices(deeper))  # only a deeper ask level of y1 changed: the YES leg walks it
+    assert group.get("repriced") == repriced + 1
+    feed(s, prices(PriceUpdate("y2", 0.50, 0.52, 10.0, 10.0, 3, 3, bids=(0.50, 10.0, 0.48, 40.0))))
+    assert group.get("repriced") == repriced + 2
 
 
-def test_pricer_snapshot_resumes_without_republishing() -> None:
+def test_new_terms_of_a_live_cover_reprice_it_with_the_fee() -> None:
+    """Gamma starts charging a fee on a market (same cover id, new leg terms): re-priced with
+    the fee; the same spec again is a no-op."""
+    from polyalphascan.records import MarketTerms
+    s = shard()
+    free = pair(1, 2)
+    (first,) = feed(s, ("reg", free), prices(px(1, 0.30, 0.40), px(2, 0.50, 0.60)))
+    assert first.quote.net_profit == 1.0 and first.quote.fees == 0.0  # 0.40 + (1 - 0.50) = 0.90: +0.10 x 10
+    fee = MarketTerms(fees_enabled=True, fee_rate=0.05)
+    taxed = CoverSpec(free.kind, tuple(Leg(lg.market_id, lg.side, lg.yes_token, lg.no_token, lg.question,
+                                           lg.event_id, fee) for lg in free.legs), True, 1.0)
+    assert taxed.id == free.id and taxed != free
+    (again,) = feed(s, ("reg", taxed))  # fees 0.05 x (0.4 x 0.6 + 0.5 x 0.5) = 0.0245 per share-set
+    assert abs(again.quote.net_profit - 10 * (0.10 - 0.0245)) < 1e-9 and abs(again.quote.fees - 0.245) < 1e-9
+    assert again.spec == taxed and s.specs[free.id] == taxed
+    assert feed(s, ("reg", taxed)) == []
+    assert set(s.holders) == {"y1", "y2"} and all(list(h) == [free.id] for h in s.holders.values())
+
+
+def test_a_batch_reprices_a_cover_once_however_many_legs_moved() -> None:
     spec = pair(1, 2)
-    p = pricer()
-    p.on_item(("reg", spec))
-    p.on_item(("px", px(1, 0.40, 0.42)))
-    p.on_item(("px", px(2, 0.55, 0.57)))
-    q = pricer(pickle.loads(pickle.dumps(p.snapshot())))
-    assert q.on_item(("px", px(2, 0.55, 0.57, ts=7)))[0] == []  # unchanged after resume
-    assert q.on_item(("px", px(2, 0.50, 0.52)))[0]  # a real move still re-prices
+    group = MetricGroup("portfolios")
+    s = shard(group=group)
+    feed(s, ("reg", spec))
+    before = group.get("repriced")
+    out = feed(s, prices(px(1, 0.40, 0.42), px(2, 0.55, 0.57)), prices(px(1, 0.39, 0.41)))
+    assert group.get("repriced") - before == 1
+    assert out == [PortfolioUpsert(best(spec, px(1, 0.39, 0.41), px(2, 0.55, 0.57)), spec)]
+
+
+def test_a_batch_keeps_the_order_of_other_messages_around_prices() -> None:
+    s = shard()
+    a, b = pair(1, 2), pair(1, 3)
+    feed(s, ("reg", a), ("reg", b), prices(px(2, 0.5, 0.52), px(3, 0.3, 0.32)))
+    # prices, then a retraction: the cover is priced with them first, then removed
+    out = feed(s, prices(px(1, 0.40, 0.42)), ("retract", a.id), prices(px(1, 0.41, 0.43)))
+    assert [(type(ch).__name__, getattr(ch, "cover_id", None) or ch.quote.cover_id) for ch in out] == [
+        ("PortfolioUpsert", a.id), ("PortfolioUpsert", b.id), ("PortfolioRemoved", a.id), ("PortfolioUpsert", b.id)]
+    assert out[3].quote == best(b, px(1, 0.41, 0.43), px(3, 0.3, 0.32))
+    # a registration between two prices is priced from the first, then from the second
+    out = feed(s, prices(px(1, 0.44, 0.46)), ("reg", a), prices(px(1, 0.45, 0.47)))
+    assert [ch.quote for ch in out[:2]] == [best(b, px(1, 0.44, 0.46), px(3, 0.3, 0.32)),
+                                            best(a, px(1, 0.44, 0.46), px(2, 0.5, 0.52))]
+    assert {ch.quote.cover_id: ch.quote for ch in out[2:]} == {a.id: best(a, px(1, 0.45, 0.47), px(2, 0.5, 0.52)),
+                                                               b.id: best(b, px(1, 0.45, 0.47), px(3, 0.3, 0.32))}
+
+
+def test_a_bad_item_is_reported_and_the_rest_of_its_batch_goes_on() -> None:
+    errors: list[Exception] = []
+    a, b = pair(1, 2), pair(3, 4)
+    s = shard(errors=errors.append)
+    feed(s, ("reg", a), ("reg", b), prices(px(1, 0.40, 0.42), px(3, 0.40, 0.42), px(4, 0.55, 0.57)))
+    junk = PriceUpdate("y2", 0.55, "junk", 10.0, 10.0, 2, 2)  # pricing a cover on it raises
+    out = feed(s, ("px", 7), ("bogus",), prices(junk, px(3, 0.30, 0.31)), ("reg", "not a spec"))
+    assert len(errors) == 4  # a batch that is no dict, a message of one field, a's pricing, the registration
+    assert [ch.quote.cover_id for ch in out] == [b.id]  # b was re-priced all the same
+    assert feed(s, ("gossip", None)) == []  # an unknown kind changes nothing
+    (fixed,) = feed(s, prices(px(2, 0.56, 0.58, ts=3)))  # a good update repairs a's book
+    assert fixed.quote == best(a, px(1, 0.40, 0.42), px(2, 0.56, 0.58, ts=3))
+
+
+def test_the_router_reports_what_is_not_a_price_and_keeps_the_latest_per_token() -> None:
+    errors: list[Exception] = []
+    route = price_batches(["0", "1"], errors.append)
+    first, last = px(1, 0.40, 0.42), px(1, 0.41, 0.43, ts=2)
+    out = route([("y1", "not a price"), first, None, px(2, 0.5, 0.52), last])
+    assert len(errors) == 2 and all(isinstance(e, TypeError) for e in errors)
+    want = {"y1": last, "y2": px(2, 0.5, 0.52)}
+    assert out == [("0", ("px", want)), ("1", ("px", want))] and out[0][1][1] is out[1][1][1]  # one dict, shared
+    assert route([None]) == [] and len(errors) == 3
+    assert route([]) == []
+
+
+def test_the_snapshot_keeps_the_covers_and_a_resumed_shard_prices_them_from_fresh_books() -> None:
+    spec, other = pair(1, 2), pair(3, 4)
+    s = shard()
+    feed(s, ("reg", spec), ("reg", other), prices(px(1, 0.40, 0.42), px(2, 0.55, 0.57)))
+    t = shard(pickle.loads(pickle.dumps(s.snapshot())))
+    assert t.specs == s.specs and t.holders == s.holders
+    assert t.prices == {} and t.published == {}  # books come again from the resumed sockets
+    assert feed(t, prices(px(1, 0.40, 0.42, ts=7))) == []  # one leg's book: not priced yet
+    (again,) = feed(t, prices(px(2, 0.55, 0.57, ts=7)))  # published once more, from the fresh books
+    assert again.quote == best(spec, px(1, 0.40, 0.42, ts=7), px(2, 0.55, 0.57, ts=7))
+    assert feed(t, prices(px(2, 0.55, 0.57, ts=8))) == []  # then only changes, as before
+
+
+def test_the_snapshot_is_pickled_only_when_the_covers_change() -> None:
+    s = shard()
+    a, b = pair(1, 2), pair(3, 4)
+    feed(s, ("reg", a))
+    first = s.snapshot()
+    feed(s, prices(px(1, 0.40, 0.42), px(2, 0.55, 0.57)))
+    assert s.snapshot() is first  # prices moved, the covers did not: the same bytes
+    feed(s, ("reg", a))
+    assert s.snapshot() is first  # a re-registration changes nothing
+    for change, want in ((("reg", b), {a.id, b.id}), (("retract", a.id), {b.id}), (("close", "y3"), set())):
+        feed(s, change)
+        snap = s.snapshot()
+        assert snap is not first and {c.id for c in pickle.loads(snap)} == want
+        first = snap
+
+
+def test_a_flow_without_recovery_skips_the_snapshot() -> None:
+    s = shard(recoverable=False)
+    feed(s, ("reg", pair(1, 2)), prices(px(1, 0.40, 0.42), px(2, 0.55, 0.57)))
+    assert s.snapshot() is None
+    assert pickle.loads(shard().snapshot()) == ()
+
+
+def test_a_cover_lives_in_one_stable_shard_and_shards_share_the_covers() -> None:
+    ids = [pair(a, b).id for a in range(40) for b in range(40) if a != b]
+    for n in (1, 3, 8):
+        keys = [shard_of(cid, n) for cid in ids]
+        assert set(keys) == {str(i) for i in range(n)}  # every shard used, none outside the range
+        assert max(keys.count(k) for k in set(keys)) < 1.5 * len(ids) / n  # roughly even
+    assert shard_of("abc", 8) == str(zlib.crc32(b"abc") % 8)  # not Python's per-process hash()
+
+
+def test_the_flow_sizes_the_join_from_the_setting_or_the_workers() -> None:
+    from flows.scanner import join_shards
+    assert join_shards(0, 1) == 1  # one worker: one shard, every price batch applied once
+    assert join_shards(0, 2) == 8 and join_shards(0, 3) == 12  # four keys per worker
+    assert join_shards(5, 1) == 5 and join_shards(5, 4) == 5  # a set value wins
+
+
+def test_book_uses_names_the_side_each_leg_buys() -> None:
+    both = CoverSpec(CoverKind.TIMEFRAME, (Leg("m1", Side.YES, "y1", "n1", "Q1?"), Leg("m1", Side.NO, "y1", "n1", "Q1?"),
+                                           Leg("m2", Side.NO, "y2", "n2", "Q2?")), True, 1.0)
+    assert book_uses(both) == {"y1": BUYS_ASKS | BUYS_BIDS, "y2": BUYS_BIDS}
+    assert book_uses(pair(1, 2)) == {"y1": BUYS_ASKS, "y2": BUYS_BIDS}
 
 
 # ----------------------------------------------------------------------------- in a flow
@@ -175,7 +341,8 @@ class Gated(DynamicSource):
 
 
 def run_join(prices: list[PriceUpdate], covers: list[CoverSpec], closed: list[MarketClosed],
-             *, workers: int = 1, late_prices: list[PriceUpdate] | None = None, wait_for: int = 0) -> list[Any]:
+             *, workers: int = 1, late_prices: list[PriceUpdate] | None = None, wait_for: int = 0,
+             shards: int = 1) -> list[Any]:
     """Covers and prices first; `late_prices` and closures once `wait_for` changes have landed."""
     flow = Dataflow("join_test")
     out: list[Any] = []
@@ -185,7 +352,8 @@ def run_join(prices: list[PriceUpdate], covers: list[CoverSpec], closed: list[Ma
     cov = op.filter_map("covers", src, lambda x: x[1] if x[0] == "c" else None)
     prc = op.filter_map("prices", src, lambda x: x[1] if x[0] == "p" else None)
     cls = op.filter_map("closed", src, lambda x: x[1] if x[0] == "x" else None)
-    op.output("out", portfolio_join("join", prc, cov, cls, min_coverage=MIN_COV, max_cost=MAX_COST), TestingSink(out))
+    op.output("out", portfolio_join("join", prc, cov, cls, min_coverage=MIN_COV, max_cost=MAX_COST,
+                                                shards=shards), TestingSink(out))
     if workers == 1:
         run_main(flow)
     else:
@@ -223,7 +391,8 @@ def holders_of(covers: list[CoverSpec], token: str) -> set[str]:
     return {c.id for c in covers if token in {leg.yes_token for leg in c.legs}}
 
 
-def test_flow_prices_every_cover_and_a_move_reaches_only_its_holders() -> None:
+@pytest.mark.parametrize("shards", [1, 3])
+def test_flow_prices_every_cover_and_a_move_reaches_only_its_holders(shards: int) -> None:
     covers, prices = world()
     books = {p.token_id: p for p in prices}
     before = expected(covers, books)
@@ -231,7 +400,7 @@ def test_flow_prices_every_cover_and_a_move_reaches_only_its_holders() -> None:
     books["y5"] = move
     after = expected(covers, books)
     assert len(before) > 20 and before != after  # the world prices most covers; the move matters
-    changes = run_join(prices, covers, [], late_prices=[move], wait_for=len(before))
+    changes = run_join(prices, covers, [], late_prices=[move], wait_for=len(before), shards=shards)
     first, tail = changes[: len(before)], changes[len(before):]
     # initial pricing: each priced cover exactly once, with the real pricing function's numbers
     assert all(isinstance(c, PortfolioUpsert) for c in first)
@@ -243,10 +412,11 @@ def test_flow_prices_every_cover_and_a_move_reaches_only_its_holders() -> None:
     assert final_state(changes) == after
 
 
-def test_flow_closed_market_removes_its_portfolios() -> None:
+@pytest.mark.parametrize("shards", [1, 4])
+def test_flow_closed_market_removes_its_portfolios(shards: int) -> None:
     covers, prices = world()
     before = expected(covers, {p.token_id: p for p in prices})
-    changes = run_join(prices, covers, [MarketClosed("m3", "y3")], wait_for=len(before))
+    changes = run_join(prices, covers, [MarketClosed("m3", "y3")], wait_for=len(before), shards=shards)
     gone = holders_of(covers, "y3") & set(before)
     assert gone
     tail = changes[len(before):]
@@ -260,107 +430,6 @@ def test_two_workers_give_the_same_portfolios() -> None:
     move = px(4, 0.05, 0.07, ts=9)
     args = (prices, covers, [MarketClosed("m7", "y7")])
     one = run_join(*args, late_prices=[move], wait_for=len(before))
-    two = run_join(*args, late_prices=[move], wait_for=len(before), workers=2)
+    two = run_join(*args, late_prices=[move], wait_for=len(before), workers=2, shards=4)
     assert final_state(one) and final_state(one) == final_state(two)
     assert sorted(map(str, one)) == sorted(map(str, two))  # the same changes, in any order
-
-
-def test_a_move_on_the_side_no_leg_buys_is_not_repriced() -> None:
-    group = MetricGroup("portfolios")
-    p = CoverPricer(None, min_coverage=MIN_COV, max_cost=MAX_COST, metrics=group)
-    spec = pair(1, 2)  # YES on y1 (pays y1's ask), NO on y2 (pays 1 - y2's bid)
-    p.on_item(("reg", spec))
-    p.on_item(("px", px(1, 0.40, 0.42)))
-    (first,) = p.on_item(("px", px(2, 0.50, 0.52)))[0]
-    repriced = group.get("repriced")
-    assert p.on_item(("px", px(1, 0.30, 0.42, ts=2)))[0] == []  # y1's bid: the YES leg does not pay it
-    assert p.on_item(("px", px(2, 0.50, 0.60, ts=3)))[0] == []  # y2's ask: the NO leg does not pay it
-    assert group.get("repriced") == repriced  # not even evaluated
-    (moved,) = p.on_item(("px", px(2, 0.55, 0.60, ts=4)))[0]  # y2's bid: the NO leg's price
-    assert isinstance(moved, PortfolioUpsert) and moved.quote.cost == round(0.42 + 0.45, 10)
-    # the newest prices were kept all along: the published quote is what a fresh pricing gives
-    assert moved.quote == price_cover(spec, {"y1": px(1, 0.30, 0.42, ts=2), "y2": px(2, 0.55, 0.60, ts=4)},
-                                      min_coverage=MIN_COV, max_cost=MAX_COST)
-    assert isinstance(first, PortfolioUpsert)
-
-
-def test_new_terms_of_a_live_cover_reprice_it_with_the_fee() -> None:
-    """Gamma starts charging a fee on a market (same cover id, new leg terms): the fanout
-    forwards the new spec once, the pricer re-prices with the fee; the same spec again is a no-op."""
-    from polyalphascan.records import MarketTerms
-    f = TokenFanout(None)
-    free = pair(1, 2)
-    f.on_item(("reg", free))
-    fee = MarketTerms(fees_enabled=True, fee_rate=0.05)
-    taxed = CoverSpec(free.kind, tuple(Leg(lg.market_id, lg.side, lg.yes_token, lg.no_token, lg.question,
-                                           lg.event_id, fee) for lg in free.legs), True, 1.0)
-    assert taxed.id == free.id and taxed != free
-    assert f.on_item(("reg", taxed))[0] == [(free.id, ("reg", taxed))]
-    assert f.on_item(("reg", taxed))[0] == []
-    p = CoverPricer(None, min_coverage=MIN_COV, max_cost=MAX_COST, metrics=MetricGroup("portfolios"))
-    p.on_item(("reg", free))
-    p.on_item(("px", tuple(px(1, 0.30, 0.40))))
-    (first,), _ = p.on_item(("px", tuple(px(2, 0.50, 0.60))))  # 0.40 + (1 − 0.50) = 0.90: +0.10 × 10
-    assert first.quote.net_profit == 1.0 and first.quote.fees == 0.0
-    (again,), _ = p.on_item(("reg", taxed))  # fees 0.05·(0.4·0.6 + 0.5·0.5) = 0.0245 per share-set
-    assert abs(again.quote.net_profit - 10 * (0.10 - 0.0245)) < 1e-9 and abs(again.quote.fees - 0.245) < 1e-9
-    assert p.on_item(("reg", taxed))[0] == []
-
-
-# ----------------------------------------------------------------------------- whole batches
-def test_a_batch_fans_a_token_out_once_with_its_latest_price() -> None:
-    f = TokenFanout(None)
-    a, b = pair(1, 2), pair(1, 3)
-    f.on_batch([("reg", a), ("reg", b)])
-    out, keep = f.on_batch([("px", px(1, 0.40, 0.42)), ("px", px(1, 0.41, 0.43)), ("px", px(1, 0.44, 0.46))])
-    assert sorted(out) == sorted([(a.id, ("px", px(1, 0.44, 0.46))), (b.id, ("px", px(1, 0.44, 0.46)))])
-    assert keep is StatefulLogic.RETAIN and f.price == px(1, 0.44, 0.46)
-
-
-def test_a_batch_keeps_the_order_of_registrations_and_closures_around_prices() -> None:
-    f = TokenFanout(None)
-    a, b = pair(1, 2), pair(1, 3)
-    f.on_batch([("reg", a)])
-    out, keep = f.on_batch([("px", px(1, 0.40, 0.42)), ("reg", b), ("px", px(1, 0.45, 0.47))])
-    # the first price reaches the cover held then; the new cover gets it with its registration;
-    # the last price reaches both
-    assert out == [(a.id, ("px", px(1, 0.40, 0.42))), (b.id, ("reg", b)), (b.id, ("px", px(1, 0.40, 0.42))),
-                   (a.id, ("px", px(1, 0.45, 0.47))), (b.id, ("px", px(1, 0.45, 0.47)))]
-    # a closure in the middle: the holders are removed, a later price is remembered, not fanned
-    out, keep = f.on_batch([("px", px(1, 0.5, 0.52)), ("close", "m1"), ("px", px(1, 0.6, 0.62))])
-    assert out == [(a.id, ("px", px(1, 0.5, 0.52))), (b.id, ("px", px(1, 0.5, 0.52))),
-                   (a.id, ("rm", "market_closed")), (b.id, ("rm", "market_closed"))]
-    assert keep is StatefulLogic.RETAIN and f.covers == {} and f.price == px(1, 0.6, 0.62)
-    # a closure last: nothing left, the key is dropped
-    assert f.on_batch([("close", "m1")]) == ([], StatefulLogic.DISCARD)
-
-
-def test_a_batch_reprices_a_cover_once_however_many_legs_moved() -> None:
-    spec = pair(1, 2)
-    group = MetricGroup("portfolios")
-    p = CoverPricer(None, min_coverage=MIN_COV, max_cost=MAX_COST, metrics=group)
-    p.on_batch([("reg", spec)])
-    before = group.get("repriced")
-    out, keep = p.on_batch([("px", tuple(px(1, 0.40, 0.42))), ("px", tuple(px(2, 0.55, 0.57))),
-                            ("px", tuple(px(1, 0.39, 0.41)))])
-    assert group.get("repriced") - before == 1 and keep is StatefulLogic.RETAIN
-    want = price_cover(spec, {"y1": px(1, 0.39, 0.41), "y2": px(2, 0.55, 0.57)}, min_coverage=MIN_COV, max_cost=MAX_COST)
-    assert len(out) == 1 and out[0].quote == want
-    # a removal after prices in one batch: the prices are priced first, then the removal
-    out, keep = p.on_batch([("px", tuple(px(2, 0.60, 0.62))), ("rm", "retracted")])
-    assert [type(c).__name__ for c in out] == ["PortfolioUpsert", "PortfolioRemoved"] and keep is StatefulLogic.DISCARD
-
-
-def test_a_bad_item_is_reported_and_the_rest_of_its_batch_goes_on() -> None:
-    errors: list[Exception] = []
-    spec = pair(1, 2)
-    p = CoverPricer(None, min_coverage=MIN_COV, max_cost=MAX_COST, metrics=MetricGroup("portfolios"),
-                    errors=errors.append)
-    p.on_batch([("reg", spec)])
-    out, _ = p.on_batch([("px", ("y1", "not a price")), ("px", tuple(px(1, 0.40, 0.42))), ("px", (1, 2)),
-                         ("px", tuple(px(2, 0.55, 0.57)))])
-    assert len(errors) == 2 and len(out) == 1 and out[0].quote.cost == round(0.42 + 0.45, 10)
-    f = TokenFanout(None, errors.append)
-    f.on_batch([("reg", spec)])
-    out, _ = f.on_batch([("px", px(1, 0.4, 0.42)), ("bogus",), ("px", px(1, 0.41, 0.43))])
-    assert len(errors) == 3 and out == [(spec.id, ("px", px(1, 0.41, 0.43)))]
