@@ -193,7 +193,8 @@ def redis_cpu(client: redis.Redis) -> float:
     return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
 
 
-def run_pass(writer: PortfolioWriter, client: redis.Redis, rounds: list[dict[str, PortfolioChange]]) -> tuple[float, float]:
+def run_pass(writer: PortfolioWriter, client: redis.Redis,
+             rounds: list[dict[str, PortfolioChange]]) -> tuple[float, float]:
     """(writer CPU µs, Redis CPU µs) per upsert for writing `rounds`."""
     n = sum(len(r) for r in rounds)
     r0, t0 = redis_cpu(client), time.thread_time()
@@ -236,7 +237,8 @@ def main() -> None:
             med = {n: (statistics.median(x[0] for x in v), statistics.median(x[1] for x in v)) for n, v in got.items()}
             print(f"median old: writer {med['old'][0]:7.1f} µs   redis {med['old'][1]:7.1f} µs per upsert")
             print(f"median new: writer {med['new'][0]:7.1f} µs   redis {med['new'][1]:7.1f} µs per upsert")
-            print(f"ratio new/old: writer {med['new'][0] / med['old'][0]:.2f}   redis {med['new'][1] / med['old'][1]:.2f}")
+            (old_py, old_rd), (new_py, new_rd) = med["old"], med["new"]
+            print(f"ratio new/old: writer {new_py / old_py:.2f}   redis {new_rd / old_rd:.2f}")
         finally:
             for w in writers.values():
                 w.close()

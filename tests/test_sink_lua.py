@@ -368,7 +368,7 @@ def test_the_script_writes_what_the_decoding_script_wrote(writer: PortfolioWrite
     timestamps and removals, written by the writer and by the script that decoded `data`: the same
     hashes (field for field, byte for byte), scores, stream entries, alerts and results."""
     ref_keys = RedisKeys("ref")
-    ref = redis_client.script_load(DECODING_UPSERT)
+    ref, ref_remove = redis_client.script_load(DECODING_UPSERT), redis_client.script_load(writer._remove.script)
     ref_alerts = redis_client.pubsub()
     ref_alerts.subscribe(ref_keys.alerts)
     assert ref_alerts.get_message(timeout=2)["type"] == "subscribe"
@@ -378,12 +378,13 @@ def test_the_script_writes_what_the_decoding_script_wrote(writer: PortfolioWrite
         cover = rng.randrange(12)
         if step % 37 == 36 and cover in last:
             change: PortfolioChange = PortfolioRemoved(change_key(last.pop(cover)), "filtered")
-            want.append(redis_client.evalsha(writer._remove.sha, 6, ref_keys.portfolio(change.cover_id),
+            want.append(redis_client.evalsha(ref_remove, 6, ref_keys.portfolio(change.cover_id),
                                              ref_keys.ranking, ref_keys.opportunities, ref_keys.changes,
                                              ref_keys.llm_opportunities, ref_keys.ranking_annualised,
                                              change.cover_id, change.reason, "100"))
         else:  # newer, the same (a replay) or older
-            change = last[cover] if cover in last and rng.random() < 0.15 else random_upsert(rng, cover, 1000 + step - rng.choice((0, 0, 0, 50)))
+            replay = cover in last and rng.random() < 0.15
+            change = last[cover] if replay else random_upsert(rng, cover, 1000 + step - rng.choice((0, 0, 0, 50)))
             last[cover] = change
             key = change_key(change)
             want.append(redis_client.evalsha(ref, 7, ref_keys.portfolio(key), ref_keys.ranking, ref_keys.opportunities,
