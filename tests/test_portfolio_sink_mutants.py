@@ -91,6 +91,22 @@ def test_a_round_is_one_plain_pipeline_not_a_transaction(redis_server: EmbeddedR
         writer.close()
 
 
+def test_a_round_with_removals_asks_redis_nothing_about_its_scripts(redis_server: EmbeddedRedis,
+                                                                    redis_client: redis.Redis) -> None:
+    writer = PortfolioWriter(redis_server.url, KEYS)
+    try:
+        writer.write_now(batch(upsert("a", 0.95, 1)))
+        before = calls(redis_client)
+        gone = PortfolioRemoved(change_key(upsert("a", 0.95, 1)), "filtered")
+        assert writer.write_now(batch(upsert("b", 0.97, 1), gone, PortfolioRemoved("absent", "filtered"))) == [3, 1, 0]
+        after = calls(redis_client)
+        delta = {k: after.get(k, 0) - before.get(k, 0) for k in after if after.get(k, 0) != before.get(k, 0)}
+        assert {k for k in delta if k.startswith("script")} == set()
+        assert (delta["evalsha"], delta["set"]) == (3, 1)
+    finally:
+        writer.close()
+
+
 def test_the_writers_settings_reach_its_thread_and_its_redis_client(redis_server: EmbeddedRedis) -> None:
     m = MetricGroup("sink")
     writer = PortfolioWriter(redis_server.url, KEYS, stream_max_len=321, max_batch=7, backoff_initial=0.01,

@@ -9,6 +9,7 @@ the opportunity set following profit both ways, alerts only on transitions, remo
 
 from __future__ import annotations
 
+import random
 import time
 from collections.abc import Iterator
 
@@ -24,6 +25,7 @@ from polyalphascan.records import (
     CoverSpec,
     Leg,
     LegQuote,
+    PortfolioChange,
     PortfolioQuote,
     PortfolioRemoved,
     PortfolioUpsert,
@@ -283,3 +285,139 @@ def test_llm_portfolios_are_kept_apart_from_the_riskless_arbitrage_set(writer: P
     assert [a["alert"] for a in alerts.read(2)] == ["tier1", "profitable"]
     writer.write_now({lid: PortfolioRemoved(lid, "market_closed")})
     assert redis_client.zscore(KEYS.llm_opportunities, lid) is None and not redis_client.exists(KEYS.portfolio(lid))
+
+
+#: the upsert script as it was when it decoded the whole portfolio JSON: the reference the script
+#: that reads only the `values` argument must match write for write
+DECODING_UPSERT = """
+local cur = redis.call('HMGET', KEYS[1], 'data', 'updated_ms', 'tier', 'net_profit')
+if cur[1] == ARGV[2] then return 0 end
+local d = cjson.decode(ARGV[2])
+if cur[2] and tonumber(cur[2]) > d.updated_ms then return 0 end
+redis.call('HSET', KEYS[1], 'data', ARGV[2], 'updated_ms', string.format('%d', d.updated_ms),
+  'expected_profit', d.expected_profit, 'profit', d.profit, 'tier', d.tier, 'kind', d.kind,
+  'guaranteed', d.guaranteed and 1 or 0, 'cost', d.cost, 'payout', d.payout, 'profit_pct', d.profit_pct,
+  'coverage', d.coverage, 'size_at_profit', d.size_at_profit, 'net_profit', d.net_profit,
+  'annualised', d.annualised == cjson.null and '' or d.annualised)
+redis.call('ZADD', KEYS[2], d.expected_profit, ARGV[1])
+local profitable = d.net_profit > 1e-9
+local opportunities = d.guaranteed and KEYS[3] or KEYS[6]
+if profitable then redis.call('ZADD', opportunities, d.net_profit, ARGV[1]) else redis.call('ZREM', opportunities, ARGV[1]) end
+if profitable and d.annualised ~= cjson.null then redis.call('ZADD', KEYS[7], d.annualised, ARGV[1])
+else redis.call('ZREM', KEYS[7], ARGV[1]) end
+redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[3], '*', 'op', 'upsert', 'id', ARGV[1], 'data', ARGV[2])
+local alerts = 0
+local turned_profitable = profitable and (not cur[4] or tonumber(cur[4]) <= 1e-9)
+if not d.guaranteed then
+  if turned_profitable then
+    redis.call('PUBLISH', KEYS[5], '{"alert":"llm_profitable","id":"' .. ARGV[1] .. '","data":' .. ARGV[2] .. '}')
+    alerts = alerts + 1
+  end
+  return 1 + alerts
+end
+if d.tier == 1 and (not cur[3] or tonumber(cur[3]) ~= 1) then
+  redis.call('PUBLISH', KEYS[5], '{"alert":"tier1","id":"' .. ARGV[1] .. '","data":' .. ARGV[2] .. '}')
+  alerts = alerts + 1
+end
+if turned_profitable then
+  redis.call('PUBLISH', KEYS[5], '{"alert":"profitable","id":"' .. ARGV[1] .. '","data":' .. ARGV[2] .. '}')
+  alerts = alerts + 1
+end
+return 1 + alerts
+"""
+
+#: numbers whose text and rendering are the awkward ones: tiny, huge, not exact in binary, negative zero
+ODD_NUMBERS = (0.1 + 0.2, 1e-5, 1e-7, 1e16, 1e22, 123456789.123456789, -0.0, 0.0, 2.5e-10, 1 / 3, 7.0, 1e-300)
+QUESTIONS = ('Will "X" win, or not?', "Élysée: 100% sure? ✓", "a\\b\nc", "plain?", "%s %d %%", "")
+
+
+def random_upsert(rng: random.Random, cover: int, ts: int) -> PortfolioUpsert:
+    """A quote of cover `cover` (one of a few specs) with random, sometimes odd, numbers and None values."""
+    def num() -> float:
+        return rng.choice(ODD_NUMBERS) if rng.random() < 0.3 else round(rng.uniform(-2, 2), rng.randint(1, 12))
+
+    guaranteed = cover % 3 != 0
+    legs = tuple(Leg(f"m{cover}-{j}", rng.choice((Side.YES, Side.NO)), f"y{cover}{j}", f"n{cover}{j}",
+                     QUESTIONS[(cover + j) % len(QUESTIONS)], f"e{cover}") for j in range(2 + cover % 4))
+    spec = CoverSpec(CoverKind.TIMEFRAME if guaranteed else CoverKind.LLM, legs, guaranteed=guaranteed,
+                     cover_probability=1.0 if guaranteed else 0.97, explanation=QUESTIONS[cover % len(QUESTIONS)])
+    net = rng.choice((0.0, 1e-10, 1e-9, num(), abs(num()) + 1e-6))
+    lqs = tuple(LegQuote(leg.market_id, leg.side, leg.token_id, num(), rng.choice((None, num())), None,
+                         num(), rng.choice((None, num())), rng.choice((None, num())), num(), 0.01, 5.0,
+                         rng.random() < 0.5) for leg in legs)
+    q = PortfolioQuote(spec.id, spec.kind, guaranteed, lqs, num(), rng.choice((1.0, 2.0, num())), num(), num(),
+                       num(), num(), num(), rng.choice((1, 2, 3)), num(), ts, net_profit=net,
+                       vwap_cost=rng.choice((None, num())), fees=num(),
+                       curve=tuple(rng.choice((None, num())) for _ in range(rng.choice((0, 3)))),
+                       payout_date=rng.choice((None, "2026-12-31")), annualised=rng.choice((None, num())))
+    return PortfolioUpsert(q, spec)
+
+
+def layout(client: redis.Redis, keys: RedisKeys) -> dict[str, object]:
+    """Everything the sink wrote under `keys`: hashes, sorted sets with scores, stream entries."""
+    base = keys.portfolio("")
+    hashes = {k.decode().removeprefix(base): client.hgetall(k) for k in client.scan_iter(f"{base}*")}
+    zsets = {name: client.zrange(getattr(keys, name), 0, -1, withscores=True)
+             for name in ("ranking", "opportunities", "llm_opportunities", "ranking_annualised")}
+    return {"hashes": hashes, "zsets": zsets, "stream": [f for _id, f in client.xrange(keys.changes)]}
+
+
+def test_the_script_writes_what_the_decoding_script_wrote(writer: PortfolioWriter, redis_client: redis.Redis,
+                                                          alerts: Alerts) -> None:
+    """Random quotes (odd floats, None values, unicode, quotes and `%` in the text), replays, older
+    timestamps and removals, written by the writer and by the script that decoded `data`: the same
+    hashes (field for field, byte for byte), scores, stream entries, alerts and results."""
+    ref_keys = RedisKeys("ref")
+    ref, ref_remove = redis_client.script_load(DECODING_UPSERT), redis_client.script_load(writer._remove.script)
+    ref_alerts = redis_client.pubsub()
+    ref_alerts.subscribe(ref_keys.alerts)
+    assert ref_alerts.get_message(timeout=2)["type"] == "subscribe"
+    rng = random.Random(11)
+    got, want, last = [], [], {}
+    for step in range(400):
+        cover = rng.randrange(12)
+        if step % 37 == 36 and cover in last:
+            change: PortfolioChange = PortfolioRemoved(change_key(last.pop(cover)), "filtered")
+            want.append(redis_client.evalsha(ref_remove, 6, ref_keys.portfolio(change.cover_id),
+                                             ref_keys.ranking, ref_keys.opportunities, ref_keys.changes,
+                                             ref_keys.llm_opportunities, ref_keys.ranking_annualised,
+                                             change.cover_id, change.reason, "100"))
+        else:  # newer, the same (a replay) or older
+            replay = cover in last and rng.random() < 0.15
+            change = last[cover] if replay else random_upsert(rng, cover, 1000 + step - rng.choice((0, 0, 0, 50)))
+            last[cover] = change
+            key = change_key(change)
+            want.append(redis_client.evalsha(ref, 7, ref_keys.portfolio(key), ref_keys.ranking, ref_keys.opportunities,
+                                             ref_keys.changes, ref_keys.alerts, ref_keys.llm_opportunities,
+                                             ref_keys.ranking_annualised, key, portfolio_json(change), "100"))
+        got.extend(writer.write_now({change_key(change): change}))
+    assert got == want and sum(r > 1 for r in got) > 10 and got.count(0) > 10
+    assert layout(redis_client, KEYS) == layout(redis_client, ref_keys)
+    ref_got = []
+    while (msg := ref_alerts.get_message(timeout=0.2)) is not None:
+        ref_got.append(msg["data"])
+    ref_alerts.close()
+    assert [orjson.dumps(a) for a in alerts.read(len(ref_got))] == [orjson.dumps(orjson.loads(d)) for d in ref_got]
+
+
+def test_an_error_reply_in_a_round_is_raised_and_the_next_round_reads_its_own_replies(
+        writer: PortfolioWriter, redis_client: redis.Redis) -> None:
+    """Every reply of a round is read before its first error is raised: the pooled connection
+    stays in step for the next round."""
+    other = upsert(0.9, 1, spec=LLM_SPEC, guaranteed=False, tier=2)
+    redis_client.set(KEYS.portfolio(CID), "not a hash")
+    with pytest.raises(redis.exceptions.ResponseError, match="WRONGTYPE"):
+        writer.write_now({CID: upsert(0.9, 1), other.quote.cover_id: other})
+    assert float(redis_client.hget(KEYS.portfolio(other.quote.cover_id), "cost")) == 0.9  # written
+    redis_client.delete(KEYS.portfolio(CID))
+    assert writer.write_now({CID: upsert(0.9, 2), other.quote.cover_id: other}) == [3, 0]
+    assert writer.write_now({CID: PortfolioRemoved(CID, "filtered")}) == [1]
+
+
+def test_both_scripts_are_loaded_again_when_redis_lost_them(writer: PortfolioWriter,
+                                                            redis_client: redis.Redis) -> None:
+    write(writer, upsert(0.9, 1))
+    redis_client.script_flush()
+    assert writer.write_now({CID: PortfolioRemoved(CID, "filtered")}) == [1]
+    redis_client.script_flush()
+    assert writer.write_now({CID: upsert(0.9, 2), "absent": PortfolioRemoved("absent", "filtered")}) == [3, 0]

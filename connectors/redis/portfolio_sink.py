@@ -16,6 +16,7 @@ data writes nothing, a removal of an absent portfolio writes nothing.
 from __future__ import annotations
 
 import time
+from operator import attrgetter
 
 import orjson
 import redis
@@ -24,46 +25,50 @@ from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from connectors.redis.layout import SCHEMA_VERSION, RedisKeys
 from connectors.redis.writer import WriteBehind
 from operators.pricing import CURVE_SIZES
-from polyalphascan.records import PortfolioChange, PortfolioUpsert
+from polyalphascan.metrics import MetricGroup
+from polyalphascan.records import PortfolioChange, PortfolioQuote, PortfolioUpsert
 
 #: `curve` keys in the JSON: the share-set counts as text ("10", "100", "1000")
 CURVE_KEYS = tuple(f"{c:g}" for c in CURVE_SIZES)
-from polyalphascan.metrics import MetricGroup
 
 # KEYS: hash, ranking, opportunities, stream, alerts channel, llm opportunities, annualised ranking
-# ARGV: id, data (the portfolio JSON: the script reads its numbers, so the writer thread
-#       formats nothing twice and Redis does that work on its own core), maxlen
+# ARGV: id, data (the portfolio JSON), maxlen, values: a JSON array of the quote's values the script
+#       reads (`SCRIPT_FIELDS`), written by the same `orjson.dumps` as `data`, so it decodes to the
+#       numbers a decode of `data` would give. The script decodes those ~150 bytes, never `data`
+#       itself (1-3 KB of questions and explanation: that decode was most of the script's CPU).
 # A guaranteed portfolio's profit is riskless: it goes to `opportunities` and raises the
 # `tier1` / `profitable` alerts. An LLM portfolio (not guaranteed) is a bet on the LLM being
 # right: it goes to `llm_opportunities` and raises only `llm_profitable`, never the others.
 _UPSERT = """
 local cur = redis.call('HMGET', KEYS[1], 'data', 'updated_ms', 'tier', 'net_profit')
 if cur[1] == ARGV[2] then return 0 end
-local d = cjson.decode(ARGV[2])
-if cur[2] and tonumber(cur[2]) > d.updated_ms then return 0 end
-redis.call('HSET', KEYS[1], 'data', ARGV[2], 'updated_ms', string.format('%d', d.updated_ms),
-  'expected_profit', d.expected_profit, 'profit', d.profit, 'tier', d.tier, 'kind', d.kind,
-  'guaranteed', d.guaranteed and 1 or 0, 'cost', d.cost, 'payout', d.payout, 'profit_pct', d.profit_pct,
-  'coverage', d.coverage, 'size_at_profit', d.size_at_profit, 'net_profit', d.net_profit,
-  'annualised', d.annualised == cjson.null and '' or d.annualised)
-redis.call('ZADD', KEYS[2], d.expected_profit, ARGV[1])
+local v = cjson.decode(ARGV[4])
+local kind, guaranteed, updated_ms, annualised = v[1], v[2], v[3], v[4]
+local expected_profit, tier, net_profit = v[10], v[11], v[13]
+if cur[2] and tonumber(cur[2]) > updated_ms then return 0 end
+redis.call('HSET', KEYS[1], 'data', ARGV[2], 'updated_ms', string.format('%d', updated_ms),
+  'expected_profit', expected_profit, 'profit', v[7], 'tier', tier, 'kind', kind,
+  'guaranteed', guaranteed and 1 or 0, 'cost', v[5], 'payout', v[6], 'profit_pct', v[8],
+  'coverage', v[9], 'size_at_profit', v[12], 'net_profit', net_profit,
+  'annualised', annualised == cjson.null and '' or annualised)
+redis.call('ZADD', KEYS[2], expected_profit, ARGV[1])
 -- an opportunity is a basket that makes money net of fees at a size every leg can order
-local profitable = d.net_profit > 1e-9
-local opportunities = d.guaranteed and KEYS[3] or KEYS[6]
-if profitable then redis.call('ZADD', opportunities, d.net_profit, ARGV[1]) else redis.call('ZREM', opportunities, ARGV[1]) end
-if profitable and d.annualised ~= cjson.null then redis.call('ZADD', KEYS[7], d.annualised, ARGV[1])
+local profitable = net_profit > 1e-9
+local opportunities = guaranteed and KEYS[3] or KEYS[6]
+if profitable then redis.call('ZADD', opportunities, net_profit, ARGV[1]) else redis.call('ZREM', opportunities, ARGV[1]) end
+if profitable and annualised ~= cjson.null then redis.call('ZADD', KEYS[7], annualised, ARGV[1])
 else redis.call('ZREM', KEYS[7], ARGV[1]) end
 redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[3], '*', 'op', 'upsert', 'id', ARGV[1], 'data', ARGV[2])
 local alerts = 0
 local turned_profitable = profitable and (not cur[4] or tonumber(cur[4]) <= 1e-9)
-if not d.guaranteed then
+if not guaranteed then
   if turned_profitable then
     redis.call('PUBLISH', KEYS[5], '{"alert":"llm_profitable","id":"' .. ARGV[1] .. '","data":' .. ARGV[2] .. '}')
     alerts = alerts + 1
   end
   return 1 + alerts
 end
-if d.tier == 1 and (not cur[3] or tonumber(cur[3]) ~= 1) then
+if tier == 1 and (not cur[3] or tonumber(cur[3]) ~= 1) then
   redis.call('PUBLISH', KEYS[5], '{"alert":"tier1","id":"' .. ARGV[1] .. '","data":' .. ARGV[2] .. '}')
   alerts = alerts + 1
 end
@@ -97,7 +102,7 @@ def portfolio_json(change: PortfolioUpsert) -> bytes:
     legs = [
         {
             "market_id": lq.market_id,
-            "side": lq.side.value,
+            "side": lq.side,  # an enum: orjson writes its value
             "token_id": lq.token_id,
             "ask": lq.ask,
             "ask_size": lq.ask_size,
@@ -117,7 +122,7 @@ def portfolio_json(change: PortfolioUpsert) -> bytes:
     return orjson.dumps(
         {
             "id": q.cover_id,
-            "kind": q.kind.value,
+            "kind": q.kind,
             "guaranteed": q.guaranteed,
             "legs": legs,
             "cost": q.cost,
@@ -139,6 +144,48 @@ def portfolio_json(change: PortfolioUpsert) -> bytes:
             "explanation": change.spec.explanation,
         }
     )
+
+
+#: the quote's values the upsert script reads (its `values` argument), in that order
+SCRIPT_FIELDS = ("kind", "guaranteed", "updated_ms", "annualised", "cost", "payout", "profit", "profit_pct",
+                 "coverage", "expected_profit", "tier", "size_at_profit", "net_profit")
+_script_values = attrgetter(*SCRIPT_FIELDS)
+
+
+def script_values(q: PortfolioQuote) -> bytes:
+    """The upsert script's `values`: the JSON array of the quote's `SCRIPT_FIELDS` (an enum as its
+    value, as `portfolio_json` writes it)."""
+    return orjson.dumps(_script_values(q))
+
+
+def bulk(value: bytes) -> bytes:
+    """`value` as a RESP bulk string."""
+    return b"$%d\r\n%b\r\n" % (len(value), value)
+
+
+def command(*args: bytes) -> bytes:
+    """A RESP command of `args`."""
+    return b"*%d\r\n%b" % (len(args), b"".join(bulk(a) for a in args))
+
+
+#: an upsert's arguments after its command head: KEYS[1], the other KEYS, id, data, maxlen, values
+_UPSERT_ARGS = b"$%d\r\n%b\r\n%b$%d\r\n%b\r\n$%d\r\n%b\r\n%b$%d\r\n%b\r\n"
+
+
+def _send_and_read(conn: redis.connection.AbstractConnection, payload: bytes, replies: int) -> list[object]:
+    """Send `payload` on `conn` and read `replies` replies; raise the first error reply, after all."""
+    conn.send_packed_command([payload])
+    got: list[object] = []
+    error: redis.exceptions.ResponseError | None = None
+    for _ in range(replies):
+        try:
+            got.append(conn.read_response())
+        except redis.exceptions.ResponseError as exc:
+            got.append(exc)
+            error = error or exc
+    if error is not None:
+        raise error
+    return got
 
 
 class PortfolioWriter:
@@ -164,6 +211,14 @@ class PortfolioWriter:
         self.stream_max_len = stream_max_len
         self._upsert = self.client.register_script(_UPSERT)
         self._remove = self.client.register_script(_REMOVE)
+        k = keys
+        self._upsert_head = b"*14\r\n" + bulk(b"EVALSHA") + bulk(self._upsert.sha.encode()) + bulk(b"7")
+        self._upsert_keys = b"".join(bulk(x.encode()) for x in (k.ranking, k.opportunities, k.changes, k.alerts,
+                                                                 k.llm_opportunities, k.ranking_annualised))
+        self._remove_head = b"*12\r\n" + bulk(b"EVALSHA") + bulk(self._remove.sha.encode()) + bulk(b"6")
+        self._remove_keys = b"".join(bulk(x.encode()) for x in (k.ranking, k.opportunities, k.changes,
+                                                                 k.llm_opportunities, k.ranking_annualised))
+        self._schema_set = command(b"SET", k.schema.encode(), str(SCHEMA_VERSION).encode())
         self.behind: WriteBehind[PortfolioChange] = WriteBehind(
             self.client, self._write_round, live=lambda c: isinstance(c, PortfolioUpsert), metrics=self.metrics,
             name="portfolio-writer", max_batch=max_batch, backoff_initial=backoff_initial, backoff_max=backoff_max,
@@ -183,35 +238,52 @@ class PortfolioWriter:
         return self.behind.thread_health()
 
     def write_now(self, batch: dict[str, PortfolioChange]) -> list[int]:
-        """One pipelined round trip for the batch; returns each script's result. The upsert
-        script is called by its SHA without asking Redis whether it has it (that would be a
-        second round trip per batch); when Redis lost it (a restart without persistence), the
-        batch is written once more after loading it (every write is idempotent)."""
+        """One pipelined round trip for the batch; returns each script's result. The scripts are
+        called by their SHA without asking Redis whether it has them (that would be a second
+        round trip per batch); when Redis lost them (a restart without persistence), the batch
+        is written once more after loading them (every write is idempotent)."""
         try:
             return self._pipeline(batch)
         except redis.exceptions.NoScriptError:
             self.client.script_load(_UPSERT)
+            self.client.script_load(_REMOVE)
             return self._pipeline(batch)
 
     def _pipeline(self, batch: dict[str, PortfolioChange]) -> list[int]:
-        k = self.keys
-        pipe = self.client.pipeline(transaction=False)
-        maxlen = str(self.stream_max_len)
-        upsert = pipe.evalsha  # the hot path: no per-call Script wrapper
-        ranking, opportunities, changes, alerts = k.ranking, k.opportunities, k.changes, k.alerts
-        llm_opportunities, annualised = k.llm_opportunities, k.ranking_annualised
+        """The batch as one RESP text (built here: redis-py's per-argument packing cost more than
+        the rest of the round), sent and answered on one pooled connection."""
+        replies = self._round_trip(self._pack(batch), len(batch) + 1)
+        return [int(r) for r in replies[:-1]]
+
+    def _pack(self, batch: dict[str, PortfolioChange]) -> bytes:
+        """EVALSHA of each change, then SET of the schema version."""
+        parts: list[bytes] = []
+        add = parts.append
+        head, keys, portfolio = self._upsert_head, self._upsert_keys, self.keys.portfolio
+        maxlen = bulk(str(self.stream_max_len).encode())
         for key, change in batch.items():
+            pk, kb = portfolio(key).encode(), key.encode()
             if isinstance(change, PortfolioUpsert):
-                upsert(self._upsert.sha, 7, k.portfolio(key), ranking, opportunities, changes, alerts,
-                       llm_opportunities, annualised, key, portfolio_json(change), maxlen)
+                data, values = portfolio_json(change), script_values(change.quote)
+                add(head)
+                add(_UPSERT_ARGS % (len(pk), pk, keys, len(kb), kb, len(data), data, maxlen, len(values), values))
             else:
-                self._remove(
-                    keys=[k.portfolio(key), k.ranking, k.opportunities, k.changes, llm_opportunities, annualised],
-                    args=[key, change.reason, maxlen],
-                    client=pipe,
-                )
-        pipe.set(k.schema, SCHEMA_VERSION)
-        return [int(r) for r in pipe.execute()[:-1]]
+                add(self._remove_head + bulk(pk) + self._remove_keys + bulk(kb) + bulk(change.reason.encode())
+                    + maxlen)
+        add(self._schema_set)
+        return b"".join(parts)
+
+    def _round_trip(self, payload: bytes, replies: int) -> list[object]:
+        """Send `payload` and read its `replies` on a pooled connection, retried (reconnecting)
+        as redis-py retries a pipeline; every reply is read before the first error reply is
+        raised, so the connection stays in step."""
+        pool = self.client.connection_pool
+        conn = pool.get_connection()
+        try:
+            return conn.retry.call_with_retry(lambda: _send_and_read(conn, payload, replies),
+                                              lambda _error: conn.disconnect())
+        finally:
+            pool.release(conn)
 
     def _write_round(self, batch: dict[str, PortfolioChange]) -> None:
         """The writer thread's flush: one round, then its counters."""
