@@ -18,6 +18,7 @@ from __future__ import annotations
 import time
 from operator import attrgetter
 
+import hiredis
 import orjson
 import redis
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
@@ -158,20 +159,6 @@ def script_values(q: PortfolioQuote) -> bytes:
     return orjson.dumps(_script_values(q))
 
 
-def bulk(value: bytes) -> bytes:
-    """`value` as a RESP bulk string."""
-    return b"$%d\r\n%b\r\n" % (len(value), value)
-
-
-def command(*args: bytes) -> bytes:
-    """A RESP command of `args`."""
-    return b"*%d\r\n%b" % (len(args), b"".join(bulk(a) for a in args))
-
-
-#: an upsert's arguments after its command head: KEYS[1], the other KEYS, id, data, maxlen, values
-_UPSERT_ARGS = b"$%d\r\n%b\r\n%b$%d\r\n%b\r\n$%d\r\n%b\r\n%b$%d\r\n%b\r\n"
-
-
 def _send_and_read(conn: redis.connection.AbstractConnection, payload: bytes, replies: int) -> list[object]:
     """Send `payload` on `conn` and read `replies` replies; raise the first error reply, after all."""
     conn.send_packed_command([payload])
@@ -212,13 +199,10 @@ class PortfolioWriter:
         self._upsert = self.client.register_script(_UPSERT)
         self._remove = self.client.register_script(_REMOVE)
         k = keys
-        self._upsert_head = b"*14\r\n" + bulk(b"EVALSHA") + bulk(self._upsert.sha.encode()) + bulk(b"7")
-        self._upsert_keys = b"".join(bulk(x.encode()) for x in (k.ranking, k.opportunities, k.changes, k.alerts,
-                                                                 k.llm_opportunities, k.ranking_annualised))
-        self._remove_head = b"*12\r\n" + bulk(b"EVALSHA") + bulk(self._remove.sha.encode()) + bulk(b"6")
-        self._remove_keys = b"".join(bulk(x.encode()) for x in (k.ranking, k.opportunities, k.changes,
-                                                                 k.llm_opportunities, k.ranking_annualised))
-        self._schema_set = command(b"SET", k.schema.encode(), str(SCHEMA_VERSION).encode())
+        self._upsert_keys = (k.ranking, k.opportunities, k.changes, k.alerts, k.llm_opportunities,
+                             k.ranking_annualised)
+        self._remove_keys = (k.ranking, k.opportunities, k.changes, k.llm_opportunities, k.ranking_annualised)
+        self._schema_set = hiredis.pack_command(("SET", k.schema, str(SCHEMA_VERSION)))
         self.behind: WriteBehind[PortfolioChange] = WriteBehind(
             self.client, self._write_round, live=lambda c: isinstance(c, PortfolioUpsert), metrics=self.metrics,
             name="portfolio-writer", max_batch=max_batch, backoff_initial=backoff_initial, backoff_max=backoff_max,
@@ -250,27 +234,27 @@ class PortfolioWriter:
             return self._pipeline(batch)
 
     def _pipeline(self, batch: dict[str, PortfolioChange]) -> list[int]:
-        """The batch as one RESP text (built here: redis-py's per-argument packing cost more than
-        the rest of the round), sent and answered on one pooled connection."""
+        """The batch as one packed text (redis-py's pipeline bookkeeping per command cost more
+        than the rest of the round), sent and answered on one pooled connection."""
         replies = self._round_trip(self._pack(batch), len(batch) + 1)
         return [int(r) for r in replies[:-1]]
 
     def _pack(self, batch: dict[str, PortfolioChange]) -> bytes:
-        """EVALSHA of each change, then SET of the schema version."""
+        """EVALSHA of each change, then SET of the schema version (each command encoded by
+        hiredis, as redis-py itself does, without its per-command bookkeeping)."""
+        pack = hiredis.pack_command
+        upsert_sha, upsert_keys = self._upsert.sha, self._upsert_keys
+        remove_sha, remove_keys = self._remove.sha, self._remove_keys
+        portfolio, maxlen = self.keys.portfolio, str(self.stream_max_len)
         parts: list[bytes] = []
-        add = parts.append
-        head, keys, portfolio = self._upsert_head, self._upsert_keys, self.keys.portfolio
-        maxlen = bulk(str(self.stream_max_len).encode())
         for key, change in batch.items():
-            pk, kb = portfolio(key).encode(), key.encode()
             if isinstance(change, PortfolioUpsert):
-                data, values = portfolio_json(change), script_values(change.quote)
-                add(head)
-                add(_UPSERT_ARGS % (len(pk), pk, keys, len(kb), kb, len(data), data, maxlen, len(values), values))
+                parts.append(pack(("EVALSHA", upsert_sha, "7", portfolio(key), *upsert_keys, key,
+                                   portfolio_json(change), maxlen, script_values(change.quote))))
             else:
-                add(self._remove_head + bulk(pk) + self._remove_keys + bulk(kb) + bulk(change.reason.encode())
-                    + maxlen)
-        add(self._schema_set)
+                parts.append(pack(("EVALSHA", remove_sha, "6", portfolio(key), *remove_keys, key, change.reason,
+                                   maxlen)))
+        parts.append(self._schema_set)
         return b"".join(parts)
 
     def _round_trip(self, payload: bytes, replies: int) -> list[object]:
