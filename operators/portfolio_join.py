@@ -134,11 +134,10 @@ class JoinShard(StatefulBatchLogic):
         self._snapshot = None
         del self.specs[spec.id]
         for token in book_uses(spec):
-            held = self.holders.get(token)
-            if held is not None:
-                held.pop(spec.id, None)
-                if not held:
-                    del self.holders[token]
+            held = self.holders[token]
+            del held[spec.id]
+            if not held:
+                del self.holders[token]
 
     def _remove(self, cover_id: str, reason: str) -> list[PortfolioChange]:
         spec = self.specs.get(cover_id)
@@ -150,15 +149,14 @@ class JoinShard(StatefulBatchLogic):
 
     # ------------------------------------------------------------------ pricing
     def _reprice(self, cover_ids: Iterable[str]) -> list[PortfolioChange]:
-        """Re-price the covers (still live ones) and return what changed for consumers."""
+        """Re-price the covers (live ones: dirty marks never outlive a batch's price run) and
+        return what changed for consumers."""
         out: list[PortfolioChange] = []
         repriced = crossed = 0
         specs, published, prices = self.specs, self.published, self.prices
         for cid in cover_ids:
-            spec = specs.get(cid)
-            if spec is None:
-                continue
             try:
+                spec = specs[cid]
                 repriced += 1
                 quote, reason = evaluate(spec, prices, min_coverage=self.min_coverage, max_cost=self.max_cost,
                                          depth=self.depth)
@@ -256,7 +254,7 @@ class JoinShard(StatefulBatchLogic):
         if not self.recoverable:
             return None
         if self._snapshot is None:
-            self._snapshot = pickle.dumps(tuple(self.specs.values()), protocol=pickle.HIGHEST_PROTOCOL)
+            self._snapshot = pickle.dumps(tuple(self.specs.values()))
         return self._snapshot
 
 

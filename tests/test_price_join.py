@@ -433,3 +433,117 @@ def test_two_workers_give_the_same_portfolios() -> None:
     two = run_join(*args, late_prices=[move], wait_for=len(before), workers=2, shards=4)
     assert final_state(one) and final_state(one) == final_state(two)
     assert sorted(map(str, one)) == sorted(map(str, two))  # the same changes, in any order
+
+
+# ----------------------------------------------------------------------------- what the mutants showed
+def test_a_filtered_or_crossed_cover_does_not_stop_the_others_in_its_batch() -> None:
+    group = MetricGroup("portfolios")
+    s = shard(group=group)
+    a, b, c, d = pair(1, 2), pair(1, 3), pair(1, 4), pair(1, 5)
+    feed(s, *[("reg", x) for x in (a, b, c, d)],
+         prices(px(1, 0.40, 0.42), px(2, 0.5, 0.52), px(3, 0.5, 0.52), px(4, 0.5, 0.52), px(5, 0.5, 0.52)))
+    # one batch: y2 and y3 cross (two crossed covers), y4 loses its bid (the NO leg has no price)
+    out = feed(s, prices(px(2, 0.9, 0.1, ts=2), px(3, 0.9, 0.1, ts=2), PriceUpdate("y4", None, 0.52, None, 10.0, 2, 2),
+                         px(1, 0.40, 0.41, ts=2)))
+    assert sorted(map(str, out)) == sorted(map(str, [
+        PortfolioRemoved(a.id, "crossed_book"), PortfolioRemoved(b.id, "crossed_book"),
+        PortfolioRemoved(c.id, "filtered"),
+        PortfolioUpsert(best(d, px(1, 0.40, 0.41, ts=2), px(5, 0.5, 0.52)), d)]))
+    assert group.get("crossed_book") == 2
+
+
+def test_every_first_seen_token_of_a_batch_reaches_its_covers() -> None:
+    s = shard()
+    a, b = pair(1, 2), pair(3, 4)
+    feed(s, ("reg", a), ("reg", b))
+    out = feed(s, prices(px(1, 0.40, 0.42), px(2, 0.5, 0.52), px(3, 0.3, 0.32), px(4, 0.6, 0.62)))
+    assert sorted(ch.quote.cover_id for ch in out) == sorted([a.id, b.id])
+
+
+def test_the_changes_of_a_whole_batch_are_all_emitted() -> None:
+    s = shard()
+    a, b, c = pair(1, 2), pair(3, 4), pair(5, 6)
+    feed(s, prices(px(1, 0.40, 0.42), px(2, 0.5, 0.52), px(3, 0.3, 0.32), px(4, 0.6, 0.62)), ("reg", b), ("reg", c))
+    out = feed(s, ("reg", a), prices(px(3, 0.31, 0.33, ts=2)), ("retract", c.id), prices(px(4, 0.5, 0.52, ts=3)))
+    assert [(type(ch).__name__, getattr(ch, "cover_id", None) or ch.quote.cover_id) for ch in out] == [
+        ("PortfolioUpsert", a.id), ("PortfolioUpsert", b.id), ("PortfolioRemoved", c.id), ("PortfolioUpsert", b.id)]
+
+
+def test_a_top_of_book_shard_prices_from_the_top_alone() -> None:
+    s = shard(depth=False)
+    spec = pair(1, 2)
+    deep = PriceUpdate("y1", 0.40, 0.42, 10.0, 10.0, 1, 1, asks=(0.42, 10.0, 0.43, 50.0))
+    (up,) = feed(s, ("reg", spec), prices(deep, px(2, 0.5, 0.52)))
+    assert up.quote == price_cover(spec, {"y1": deep, "y2": px(2, 0.5, 0.52)}, min_coverage=MIN_COV,
+                                   max_cost=MAX_COST, depth=False)
+    assert up.quote != best(spec, deep, px(2, 0.5, 0.52))  # the walk would size it on both levels
+
+
+def test_errors_are_reported_as_what_was_raised() -> None:
+    errors: list[Exception] = []
+    s = shard(errors=errors.append)
+    spec = pair(1, 2)
+    feed(s, ("reg", spec), prices(px(1, 0.40, 0.42), px(2, 0.5, 0.52)))
+    feed(s, ("px", {"y1": "junk"}))  # a price message built by hand, not by the router
+    t = shard(errors=errors.append)
+    feed(t, ("reg", spec), prices(px(1, 0.40, 0.42), px(2, 0.5, 0.52)))
+    feed(t, prices(PriceUpdate("y2", 0.45, "junk", 10.0, 10.0, 2, 2)))  # pricing on it raises
+    assert [type(e) for e in errors] == [AttributeError, TypeError]
+    route_errors: list[Exception] = []
+    price_batches(["0"], route_errors.append)([("y1", 0.4)])
+    assert "tuple" in str(route_errors[0])
+    with pytest.raises(ValueError, match="shards"):
+        portfolio_join("join", None, None, None, min_coverage=MIN_COV, max_cost=MAX_COST, shards=0)  # type: ignore[arg-type]
+
+
+def run_join_steps(prices_in: list[Any], covers: list[Any], steps: MetricGroup, *, depth: bool = True) -> list[Any]:
+    """The join in a flow with a "steps" group: what a bad item costs."""
+    flow = Dataflow("join_steps")
+    out: list[Any] = []
+    src = op.input("in", flow, Gated([("c", c) for c in covers] + [("p", p) for p in prices_in], [], lambda: True))
+    cov = op.filter_map("covers", src, lambda x: x[1] if x[0] == "c" else None)
+    prc = op.filter_map("prices", src, lambda x: x[1] if x[0] == "p" else None)
+    cls = op.filter_map("closed", src, lambda x: None)
+    op.output("out", portfolio_join("join", prc, cov, cls, min_coverage=MIN_COV, max_cost=MAX_COST, steps=steps,
+                                    depth=depth), TestingSink(out))
+    run_main(flow)
+    return out
+
+
+def test_a_flow_counts_what_it_drops_and_goes_on() -> None:
+    steps = MetricGroup("steps")
+    spec = pair(1, 2)
+    junk = CoverSpec(CoverKind.TIMEFRAME, (Leg("m8", Side.YES, "y8", "n8", "Q8?"), Leg("m2", Side.NO, "y2", "n2")),
+                     True, 1.0, payout="a lot", id="junk")  # pricing it raises: the payout is no number
+    out = run_join_steps([("y1", "not a price"), px(1, 0.40, 0.42), px(2, 0.5, 0.52), px(8, 0.3, 0.32)],
+                         [spec, junk], steps)  # type: ignore[arg-type]
+    assert steps.get("rejected_join_px_TypeError") == 1
+    assert steps.get("rejected_join_shard_TypeError") >= 1
+    assert final_state(out) == {spec.id: best(spec, px(1, 0.40, 0.42), px(2, 0.5, 0.52))}
+
+
+def test_a_flow_resumes_its_covers_from_the_recovery_store(tmp_path: Any) -> None:
+    from bytewax.recovery import RecoveryConfig, init_db_dir
+    from bytewax.testing import TestingSource
+
+    init_db_dir(tmp_path, 1)
+    spec = pair(1, 2)
+
+    def once(items: list[Any]) -> list[Any]:
+        flow = Dataflow("join_recovery")
+        out: list[Any] = []
+        src = op.input("in", flow, TestingSource(items))
+        cov = op.filter_map("covers", src, lambda x: x[1] if x[0] == "c" else None)
+        prc = op.filter_map("prices", src, lambda x: x[1] if x[0] == "p" else None)
+        cls = op.filter_map("closed", src, lambda x: None)
+        op.output("out", portfolio_join("join", prc, cov, cls, min_coverage=MIN_COV, max_cost=MAX_COST,
+                                        recoverable=True), TestingSink(out))
+        run_main(flow, epoch_interval=timedelta(seconds=0), recovery_config=RecoveryConfig(str(tmp_path)))
+        return out
+
+    first = [("c", spec)]
+    assert once(first) == []  # registered, no price yet
+    # the resumed run: the source goes on after the cover, only books arrive
+    books = [("p", px(1, 0.40, 0.42)), ("p", px(2, 0.5, 0.52))]
+    out = once(first + books)
+    assert final_state(out) == {spec.id: best(spec, px(1, 0.40, 0.42), px(2, 0.5, 0.52))}
