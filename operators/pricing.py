@@ -140,7 +140,8 @@ def walk(terms: list[MarketTerms], books: list[tuple[float, ...]], payout: float
     n = len(books)
     flip = flips or [False] * n
     rates = [t.fee_rate for t in terms]
-    taxed = any(r > 0.0 for r in rates)
+    charged = [r > 0.0 for r in rates]
+    taxed = any(charged)
     if top_cost is not None:  # deeper levels only cost more: a loss at the top is a loss all the way
         top_fees = sum(fee_per_share(terms[i], round(1.0 - books[i][0], 10) if flip[i] else books[i][0])
                        for i in range(n) if rates[i] > 0.0) if taxed else 0.0
@@ -154,8 +155,8 @@ def walk(terms: list[MarketTerms], books: list[tuple[float, ...]], payout: float
     pfee = [0.0] * n
     for i in rn:
         if ends[i]:
-            price[i] = round(1.0 - books[i][0], 10) if flip[i] else books[i][0]
-            if taxed and rates[i] > 0.0:
+            price[i] = _flip(books[i][0]) if flip[i] else books[i][0]
+            if charged[i]:
                 pfee[i] = fee_per_share(terms[i], price[i])
     shares = net = cost = fees = 0.0
     leg_cost = [0.0] * n
@@ -180,8 +181,8 @@ def walk(terms: list[MarketTerms], books: list[tuple[float, ...]], payout: float
                     exhausted = True
                     break
                 left[i] = b[j + 1]
-                price[i] = round(1.0 - b[j], 10) if flip[i] else b[j]
-                if taxed and rates[i] > 0.0:
+                price[i] = _flip(b[j]) if flip[i] else b[j]
+                if charged[i]:
                     pfee[i] = fee_per_share(terms[i], price[i])
             if left[i] < seg:
                 seg = left[i]
@@ -201,20 +202,22 @@ def walk(terms: list[MarketTerms], books: list[tuple[float, ...]], payout: float
             next_curve = CURVE_SIZES[len(curve)]
         shares += seg
         net += seg * m
-        for i in rn:
-            left[i] -= seg
         if profitable:
             cost += seg * mc
             fees += seg * mf
             for i in rn:
-                leg_cost[i] += seg * price[i]
-                worst[i] = price[i]
-            if taxed:
-                for i in rn:
+                left[i] -= seg
+                p = price[i]
+                leg_cost[i] += seg * p
+                worst[i] = p
+                if taxed:
                     leg_fee[i] += seg * pfee[i]
             last_m, last_mc, last_mf = m, mc, mf
         elif next_curve == math.inf:
             break
+        else:
+            for i in rn:
+                left[i] -= seg
     if profitable:  # the known depth ended while still profitable
         found = Walk(shares, cost, fees, net, (), leg_cost, leg_fee, worst)
     while len(curve) < ncurve:
@@ -252,9 +255,13 @@ _Plan = tuple[tuple[Leg, ...], tuple[_LegPlan, ...], float, tuple[tuple[int, boo
 #: a worker; past it the oldest entry goes.
 PLAN_CACHE_SIZE = 1 << 18
 _plans: dict[int, _Plan] = {}
-#: 1 − p rounded to 10 decimals (a NO leg's price from a YES one), memoised: prices repeat.
-_FLIP_CACHE_SIZE = 1 << 16
+#: Memos of pure float functions called again and again on the same few prices: 1 − p rounded
+#: to 10 decimals (a NO leg's price from a YES one), a cost or a profit rounded, a limit price.
+#: Each is emptied when it reaches `_MEMO_SIZE` entries.
+_MEMO_SIZE = 1 << 16
 _flips: dict[float, float] = {}
+_rounded: dict[float, float] = {}
+_limits: dict[tuple[float, float], float] = {}
 
 
 def _compile(legs: tuple[Leg, ...]) -> _Plan:
@@ -285,9 +292,36 @@ def _flip(price: float) -> float:
     out = _flips.get(price)
     if out is None:
         out = round(1.0 - price, 10)
-        if len(_flips) >= _FLIP_CACHE_SIZE:
+        if len(_flips) >= _MEMO_SIZE:
             _flips.clear()
         _flips[price] = out
+    return out
+
+
+def _round10(value: float) -> float:
+    """round(value, 10), memoised (a cost or a profit: sums of a few prices repeat). Never
+    given −0.0, which would find the entry of 0.0."""
+    out = _rounded.get(value)
+    if out is None:
+        out = round(value, 10)
+        if len(_rounded) >= _MEMO_SIZE:
+            _rounded.clear()
+        _rounded[value] = out
+    return out
+
+
+def _limit(price: float, tick: float) -> float:
+    """`limit_price(price, tick)`, memoised on a positive tick (where 0.0 and −0.0, equal keys,
+    give the same limit)."""
+    if not tick > 0.0:
+        return limit_price(price, tick)
+    key = (price, tick)
+    out = _limits.get(key)
+    if out is None:
+        out = limit_price(price, tick)
+        if len(_limits) >= _MEMO_SIZE:
+            _limits.clear()
+        _limits[key] = out
     return out
 
 
@@ -328,6 +362,7 @@ def evaluate(
         plan = _plan(spec)
     _, plans, min_order, taxed, question = plan
     get = yes_quotes.get
+    flip = _flips.get
     legs: list[LegQuote] = []
     tops: list[PriceUpdate] = []
     cost = 0.0
@@ -350,9 +385,16 @@ def evaluate(
         else:
             if best_bid is None:
                 return None, REASON_NO_PRICE
-            ask = _flip(best_bid)
+            ask = flip(best_bid)
+            if ask is None:
+                ask = _flip(best_bid)
             avail = q.bid_size
-            bid = _flip(best_ask) if best_ask is not None else None
+            if best_ask is None:
+                bid = None
+            else:
+                bid = flip(best_ask)
+                if bid is None:
+                    bid = _flip(best_ask)
         legs.append(LegQuote(market_id, side, token_id, ask, avail, bid, 0.0, None, None, 0.0, q.tick or tick,
                              min_size, neg_risk))
         tops.append(q)
@@ -362,7 +404,7 @@ def evaluate(
         ts = q.exchange_ts_ms or q.recv_ts_ms
         if ts > updated:
             updated = ts
-    cost = round(cost, 10)
+    cost = _round10(cost)  # a sum from 0.0: never −0.0
     payout = spec.payout
     if spec.guaranteed:
         coverage, loss, tier = 1.0, 0.0, 1  # tier_of(1.0)
@@ -376,7 +418,7 @@ def evaluate(
         return None, REASON_LOW_COVERAGE
     if payout <= 0 or cost / payout > max_cost + EPS:
         return None, REASON_TOO_EXPENSIVE
-    profit = round(payout - cost, 10)
+    profit = _round10(payout - cost)  # payout > 0 (or nan) here: never −0.0
     day = spec.payout_date
     curve: tuple[float | None, ...] = ()
     vwap: float | None = None
@@ -415,11 +457,11 @@ def _depth(plans: tuple[_LegPlan, ...], tops: list[PriceUpdate], legs: list[LegQ
         net = round(w.net, 10)
         vwap = round(w.cost / size, 10)
         fees = round(w.fees, 10)
-        for i, lq in enumerate(legs):
+        for lq, leg_cost, leg_fee, worst in zip(legs, w.leg_cost, w.leg_fee, w.worst):
             lq.shares = size
-            lq.vwap = round(w.leg_cost[i] / size, 10)
-            lq.fee = round(w.leg_fee[i], 10)
-            lq.limit = limit_price(w.worst[i], lq.tick)
+            lq.vwap = round(leg_cost / size, 10)
+            lq.fee = round(leg_fee, 10) if leg_fee else leg_fee  # ±0.0 (a fee-free leg) rounds to itself
+            lq.limit = _limit(worst, lq.tick)
         annual = annualise(net, w.cost + w.fees, day, updated)
     else:  # nothing profitable, or less than an order can buy
         size = 0.0

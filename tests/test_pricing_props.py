@@ -558,3 +558,12 @@ def test_the_top_of_book_fee_check_reads_the_first_level_as_the_walk_does() -> N
     want = pricing_reference.evaluate(s, books, min_coverage=0.0, max_cost=2.0)
     assert want[0] is not None and want[0].curve  # the fee at 0.01 (not at 0.48) leaves a margin: walked
     _same(evaluate(s, books, min_coverage=0.0, max_cost=2.0), want)
+
+
+@pytest.mark.parametrize("tick", [0.0, -0.01, 0.01])
+def test_memoised_numbers_keep_the_sign_of_zero(tick: float) -> None:
+    """0.0 and −0.0 are equal dict keys: a memo must not hand one the other's result."""
+    for price in (0.0, -0.0, 0.0):
+        assert repr(pricing._limit(price, tick)) == repr(pricing_reference.limit_price(price, tick))
+    for price in (0.0, -0.0, 1.0, 0.3):
+        assert repr(pricing._flip(price)) == repr(round(1.0 - price, 10))
