@@ -251,8 +251,9 @@ _LegPlan = tuple[str, bool, str, Side, str, float, float, bool, MarketTerms, flo
 #: largest minimum order, the legs that pay fees (index, side is YES, rate, exponent; empty
 #: when none does), the first leg's question.
 _Plan = tuple[tuple[Leg, ...], tuple[_LegPlan, ...], float, tuple[tuple[int, bool, float, float], ...], str]
-#: Bound of the plan cache (one entry per legs tuple priced): above every live cover count of
-#: a worker; past it the oldest entry goes.
+#: Bound of the plan cache (one entry per legs tuple priced, ~600 bytes for 2–3 legs): above
+#: every live cover count of a worker; past it the oldest entry goes. A removed cover's plan
+#: (and its legs) stays until pushed out.
 PLAN_CACHE_SIZE = 1 << 18
 _plans: dict[int, _Plan] = {}
 #: Memos of pure float functions called again and again on the same few prices: 1 − p rounded
