@@ -358,6 +358,8 @@ def evaluate(
 
     Hot path: what depends on the legs alone comes from a cached plan; a basket that loses money
     on its first share-set (the common case) is told apart here, before any book is gathered."""
+    if not spec.legs:
+        return None, REASON_NO_PRICE  # nothing to buy (and a walk over no book would never end)
     plan = _plans.get(id(spec.legs))
     if plan is None or plan[0] is not spec.legs:
         plan = _plan(spec)

@@ -567,3 +567,8 @@ def test_memoised_numbers_keep_the_sign_of_zero(tick: float) -> None:
         assert repr(pricing._limit(price, tick)) == repr(pricing_reference.limit_price(price, tick))
     for price in (0.0, -0.0, 1.0, 0.3):
         assert repr(pricing._flip(price)) == repr(round(1.0 - price, 10))
+
+
+def test_a_cover_without_legs_prices_nothing_and_returns() -> None:
+    empty = CoverSpec(CoverKind.ALL_NO, (), True, 1.0, id="empty")
+    assert evaluate(empty, {}, min_coverage=0.0, max_cost=2.0) == (None, "no_price")
