@@ -56,7 +56,7 @@ import math
 from collections.abc import Mapping
 from datetime import date, datetime, timezone
 
-from polyalphascan.records import CoverSpec, LegQuote, MarketTerms, PortfolioQuote, PriceUpdate, Side
+from polyalphascan.records import CoverSpec, Leg, LegQuote, MarketTerms, PortfolioQuote, PriceUpdate, Side
 
 TIERS = ((0.95, 1), (0.90, 2), (0.85, 3))
 #: Tier 1 is for guaranteed covers only: an LLM cover's coverage rests on the LLM being right,
@@ -140,7 +140,8 @@ def walk(terms: list[MarketTerms], books: list[tuple[float, ...]], payout: float
     n = len(books)
     flip = flips or [False] * n
     rates = [t.fee_rate for t in terms]
-    taxed = any(r > 0.0 for r in rates)
+    charged = [r > 0.0 for r in rates]
+    taxed = any(charged)
     if top_cost is not None:  # deeper levels only cost more: a loss at the top is a loss all the way
         top_fees = sum(fee_per_share(terms[i], round(1.0 - books[i][0], 10) if flip[i] else books[i][0])
                        for i in range(n) if rates[i] > 0.0) if taxed else 0.0
@@ -154,8 +155,8 @@ def walk(terms: list[MarketTerms], books: list[tuple[float, ...]], payout: float
     pfee = [0.0] * n
     for i in rn:
         if ends[i]:
-            price[i] = round(1.0 - books[i][0], 10) if flip[i] else books[i][0]
-            if taxed and rates[i] > 0.0:
+            price[i] = _flip(books[i][0]) if flip[i] else books[i][0]
+            if charged[i]:
                 pfee[i] = fee_per_share(terms[i], price[i])
     shares = net = cost = fees = 0.0
     leg_cost = [0.0] * n
@@ -180,8 +181,8 @@ def walk(terms: list[MarketTerms], books: list[tuple[float, ...]], payout: float
                     exhausted = True
                     break
                 left[i] = b[j + 1]
-                price[i] = round(1.0 - b[j], 10) if flip[i] else b[j]
-                if taxed and rates[i] > 0.0:
+                price[i] = _flip(b[j]) if flip[i] else b[j]
+                if charged[i]:
                     pfee[i] = fee_per_share(terms[i], price[i])
             if left[i] < seg:
                 seg = left[i]
@@ -201,20 +202,22 @@ def walk(terms: list[MarketTerms], books: list[tuple[float, ...]], payout: float
             next_curve = CURVE_SIZES[len(curve)]
         shares += seg
         net += seg * m
-        for i in rn:
-            left[i] -= seg
         if profitable:
             cost += seg * mc
             fees += seg * mf
             for i in rn:
-                leg_cost[i] += seg * price[i]
-                worst[i] = price[i]
-            if taxed:
-                for i in rn:
+                left[i] -= seg
+                p = price[i]
+                leg_cost[i] += seg * p
+                worst[i] = p
+                if taxed:
                     leg_fee[i] += seg * pfee[i]
             last_m, last_mc, last_mf = m, mc, mf
         elif next_curve == math.inf:
             break
+        else:
+            for i in rn:
+                left[i] -= seg
     if profitable:  # the known depth ended while still profitable
         found = Walk(shares, cost, fees, net, (), leg_cost, leg_fee, worst)
     while len(curve) < ncurve:
@@ -241,6 +244,108 @@ def tier_of(coverage: float) -> int:
     return 4
 
 
+#: Per leg of a cover, what pricing reads from its `Leg` on every call: YES token, side is YES,
+#: market, side, token bought, Gamma tick, minimum order, neg-risk flag, terms, fee rate.
+_LegPlan = tuple[str, bool, str, Side, str, float, float, bool, MarketTerms, float]
+#: Per cover: its legs tuple (kept, so its id is not reused while cached), the leg plans, the
+#: largest minimum order, the legs that pay fees (index, side is YES, rate, exponent; empty
+#: when none does), the first leg's question.
+_Plan = tuple[tuple[Leg, ...], tuple[_LegPlan, ...], float, tuple[tuple[int, bool, float, float], ...], str]
+#: Bound of the plan cache (one entry per legs tuple priced, ~600 bytes for 2–3 legs): above
+#: every live cover count of a worker; past it the oldest entry goes. A removed cover's plan
+#: (and its legs) stays until pushed out.
+PLAN_CACHE_SIZE = 1 << 18
+_plans: dict[int, _Plan] = {}
+#: Memos of pure float functions called again and again on the same few prices: 1 − p rounded
+#: to 10 decimals (a NO leg's price from a YES one), a cost or a profit rounded, a limit price.
+#: Each is emptied when it reaches `_MEMO_SIZE` entries.
+_MEMO_SIZE = 1 << 16
+_flips: dict[float, float] = {}
+_rounded: dict[float, float] = {}
+_limits: dict[tuple[float, float], float] = {}
+
+
+def _compile(legs: tuple[Leg, ...]) -> _Plan:
+    """What `evaluate` needs of `legs`, computed once (a spec's legs never change)."""
+    plans = tuple((leg.yes_token, leg.side is Side.YES, leg.market_id, leg.side, leg.token_id, leg.terms.tick,
+                   leg.terms.min_size, leg.terms.neg_risk, leg.terms, leg.terms.fee_rate) for leg in legs)
+    min_order = max(leg.terms.min_size for leg in legs) if legs else math.nan
+    taxed = tuple((i, leg.side is Side.YES, leg.terms.fee_rate, leg.terms.fee_exponent)
+                  for i, leg in enumerate(legs) if leg.terms.fee_rate > 0.0)
+    return legs, plans, min_order, taxed, legs[0].question if legs else ""
+
+
+def _plan(spec: CoverSpec) -> _Plan:
+    """The cached plan of `spec`'s legs (keyed by the identity of its legs tuple)."""
+    legs = spec.legs
+    plan = _plans.get(id(legs))
+    if plan is not None and plan[0] is legs:
+        return plan
+    plan = _compile(legs)
+    if len(_plans) >= PLAN_CACHE_SIZE:
+        del _plans[next(iter(_plans))]
+    _plans[id(legs)] = plan
+    return plan
+
+
+def _flip(price: float) -> float:
+    """round(1 − price, 10), memoised."""
+    out = _flips.get(price)
+    if out is None:
+        out = round(1.0 - price, 10)
+        if len(_flips) >= _MEMO_SIZE:
+            _flips.clear()
+        _flips[price] = out
+    return out
+
+
+def _round10(value: float) -> float:
+    """round(value, 10), memoised (a cost or a profit: sums of a few prices repeat). Never
+    given −0.0, which would find the entry of 0.0."""
+    out = _rounded.get(value)
+    if out is None:
+        out = round(value, 10)
+        if len(_rounded) >= _MEMO_SIZE:
+            _rounded.clear()
+        _rounded[value] = out
+    return out
+
+
+def _limit(price: float, tick: float) -> float:
+    """`limit_price(price, tick)`, memoised on a positive tick (where 0.0 and −0.0, equal keys,
+    give the same limit)."""
+    if not tick > 0.0:
+        return limit_price(price, tick)
+    key = (price, tick)
+    out = _limits.get(key)
+    if out is None:
+        out = limit_price(price, tick)
+        if len(_limits) >= _MEMO_SIZE:
+            _limits.clear()
+        _limits[key] = out
+    return out
+
+
+def _top_fees(taxed: tuple[tuple[int, bool, float, float], ...], tops: list[PriceUpdate]) -> float:
+    """The fees of the first share-set: each taxed leg (index, side is YES, rate, exponent) at
+    the first level of its book, computed and summed as `walk` does (`fee_per_share`)."""
+    fees: list[float] = []
+    for i, is_yes, rate, exponent in taxed:
+        q = tops[i]
+        if is_yes:
+            lv = q.asks
+            price = lv[0] if lv else q.best_ask
+        else:
+            lv = q.bids
+            price = _flip(lv[0] if lv else q.best_bid)
+        if not 0.0 < price < 1.0:
+            fees.append(0.0)
+            continue
+        x = price * (1.0 - price)
+        fees.append(rate * (x if exponent == 1.0 else x ** exponent))
+    return sum(fees)
+
+
 def evaluate(
     spec: CoverSpec, yes_quotes: Mapping[str, PriceUpdate], *, min_coverage: float, max_cost: float,
     depth: bool = True,
@@ -249,59 +354,74 @@ def evaluate(
     too_expensive. A crossed top of book (bid above ask: a stale or half-applied update, never
     a resting book) prices nothing: it would show a profit no order can take. `depth=False`
     prices from the top of book alone, as before issue 16 (size = the smallest top size when
-    profitable, no fees, no walk): the baseline `bench/portfolio_latency.py` compares with."""
+    profitable, no fees, no walk): the baseline `bench/portfolio_latency.py` compares with.
+
+    Hot path: what depends on the legs alone comes from a cached plan; a basket that loses money
+    on its first share-set (the common case) is told apart here, before any book is gathered."""
+    if not spec.legs:
+        return None, REASON_NO_PRICE  # nothing to buy (and a walk over no book would never end)
+    plan = _plans.get(id(spec.legs))
+    if plan is None or plan[0] is not spec.legs:
+        plan = _plan(spec)
+    _, plans, min_order, taxed, question = plan
+    get = yes_quotes.get
+    flip = _flips.get
     legs: list[LegQuote] = []
-    books: list[tuple[float, ...]] = []
-    flips: list[bool] = []
+    tops: list[PriceUpdate] = []
     cost = 0.0
     top_size = math.inf
     updated = 0
-    for leg in spec.legs:
-        q = yes_quotes.get(leg.yes_token)
+    for yes_token, is_yes, market_id, side, token_id, tick, min_size, neg_risk, _terms, _rate in plans:
+        q = get(yes_token)
         if q is None:
             return None, REASON_NO_PRICE
-        if q.best_bid is not None and q.best_ask is not None and q.best_bid > q.best_ask + EPS:
+        best_bid = q.best_bid
+        best_ask = q.best_ask
+        if best_bid is not None and best_ask is not None and best_bid > best_ask + EPS:
             return None, REASON_CROSSED
-        if leg.side is Side.YES:
-            if q.best_ask is None:
+        if is_yes:
+            if best_ask is None:
                 return None, REASON_NO_PRICE
-            ask = q.best_ask
+            ask = best_ask
             avail = q.ask_size
-            bid = q.best_bid
+            bid = best_bid
         else:
-            if q.best_bid is None:
+            if best_bid is None:
                 return None, REASON_NO_PRICE
-            ask = round(1.0 - q.best_bid, 10)
+            ask = flip(best_bid)
+            if ask is None:
+                ask = _flip(best_bid)
             avail = q.bid_size
-            bid = round(1.0 - q.best_ask, 10) if q.best_ask is not None else None
-        terms = leg.terms
-        legs.append(LegQuote(leg.market_id, leg.side, leg.token_id, ask, avail, bid, 0.0, None, None, 0.0,
-                             q.tick or terms.tick, terms.min_size, terms.neg_risk))
-        if depth:
-            lv, flip = _book(leg.side, q)
-            books.append(lv)
-            flips.append(flip)
-        else:
+            if best_ask is None:
+                bid = None
+            else:
+                bid = flip(best_ask)
+                if bid is None:
+                    bid = _flip(best_ask)
+        legs.append(LegQuote(market_id, side, token_id, ask, avail, bid, 0.0, None, None, 0.0, q.tick or tick,
+                             min_size, neg_risk))
+        tops.append(q)
+        if not depth:
             top_size = min(top_size, avail if avail is not None else 0.0)
         cost += ask
         ts = q.exchange_ts_ms or q.recv_ts_ms
         if ts > updated:
             updated = ts
-    cost = round(cost, 10)
+    cost = _round10(cost)  # a sum from 0.0: never −0.0
     payout = spec.payout
     if spec.guaranteed:
-        coverage, loss = 1.0, 0.0
+        coverage, loss, tier = 1.0, 0.0, 1  # tier_of(1.0)
     else:
         p_t = legs[0].ask
         qv = spec.cover_probability
         coverage = p_t + (1.0 - p_t) * qv
         loss = (1.0 - p_t) * (1.0 - qv)
-    tier = tier_of(coverage) if spec.guaranteed else max(LLM_BEST_TIER, tier_of(coverage))
+        tier = max(LLM_BEST_TIER, tier_of(coverage))
     if coverage < min_coverage - EPS or tier == 4:
         return None, REASON_LOW_COVERAGE
     if payout <= 0 or cost / payout > max_cost + EPS:
         return None, REASON_TOO_EXPENSIVE
-    profit = round(payout - cost, 10)
+    profit = _round10(payout - cost)  # payout > 0 (or nan) here: never −0.0
     day = spec.payout_date
     curve: tuple[float | None, ...] = ()
     vwap: float | None = None
@@ -310,28 +430,46 @@ def evaluate(
     if not depth:
         size = top_size if profit > EPS and top_size != math.inf else 0.0
         net = round(profit * size, 10)
+    elif payout - cost - (_top_fees(taxed, tops) if taxed else 0.0) <= EPS:
+        size = 0.0  # loses on the first share-set: what `walk` returns at once (size 0, no curve)
     else:
-        w = walk([leg.terms for leg in spec.legs], books, payout, flips, cost)
-        size = w.size
-        if size > EPS and size >= max(leg.terms.min_size for leg in spec.legs) - EPS:
-            net = round(w.net, 10)
-            vwap = round(w.cost / size, 10)
-            fees = round(w.fees, 10)
-            for i, lq in enumerate(legs):
-                lq.shares = size
-                lq.vwap = round(w.leg_cost[i] / size, 10)
-                lq.fee = round(w.leg_fee[i], 10)
-                lq.limit = limit_price(w.worst[i], lq.tick)
-            annual = annualise(net, w.cost + w.fees, day, updated)
-        else:  # nothing profitable, or less than an order can buy
-            size = 0.0
-        if w.curve:
-            curve = tuple(round(c, 10) if c is not None else None for c in w.curve)
-    quote = PortfolioQuote(  # positional (hot path): the field order of `PortfolioQuote`
+        size, net, vwap, fees, curve, annual = _depth(plans, tops, legs, payout, min_order, day, updated)
+    return PortfolioQuote(  # positional (hot path): the field order of `PortfolioQuote`
         spec.id, spec.kind, spec.guaranteed, tuple(legs), cost, payout, profit,
         profit / cost * 100.0 if cost > 0 else 0.0, coverage, loss, coverage * payout - cost, tier, size, updated,
-        spec.explanation, spec.legs[0].question if spec.legs else "", net, vwap, fees, curve, day, annual)
-    return quote, REASON_OK
+        spec.explanation, question, net, vwap, fees, curve, day, annual), REASON_OK
+
+
+def _depth(plans: tuple[_LegPlan, ...], tops: list[PriceUpdate], legs: list[LegQuote], payout: float,
+           min_order: float, day: str | None, updated: int,
+           ) -> tuple[float, float, float | None, float, tuple[float | None, ...], float | None]:
+    """Walk the books of a basket that makes money on its first share-set; fill each leg's
+    order. Returns size, net profit, VWAP, fees, curve and annualised return."""
+    books: list[tuple[float, ...]] = []
+    flips: list[bool] = []
+    for lp, q in zip(plans, tops):
+        lv, flip = _book(lp[3], q)
+        books.append(lv)
+        flips.append(flip)
+    w = walk([lp[8] for lp in plans], books, payout, flips)
+    size = w.size
+    net = fees = 0.0
+    vwap: float | None = None
+    annual: float | None = None
+    if size > EPS and size >= min_order - EPS:
+        net = round(w.net, 10)
+        vwap = round(w.cost / size, 10)
+        fees = round(w.fees, 10)
+        for lq, leg_cost, leg_fee, worst in zip(legs, w.leg_cost, w.leg_fee, w.worst):
+            lq.shares = size
+            lq.vwap = round(leg_cost / size, 10)
+            lq.fee = round(leg_fee, 10) if leg_fee else leg_fee  # ±0.0 (a fee-free leg) rounds to itself
+            lq.limit = _limit(worst, lq.tick)
+        annual = annualise(net, w.cost + w.fees, day, updated)
+    else:  # nothing profitable, or less than an order can buy
+        size = 0.0
+    curve = tuple(round(c, 10) if c is not None else None for c in w.curve) if w.curve else ()
+    return size, net, vwap, fees, curve, annual
 
 
 def price_cover(
@@ -350,5 +488,7 @@ def quote_changed(old: PortfolioQuote, new: PortfolioQuote) -> bool:
         return True
     if old.coverage != new.coverage or old.payout != new.payout:
         return True
-    return any(a.ask != b.ask or a.ask_size != b.ask_size or a.limit != b.limit or a.tick != b.tick
-               for a, b in zip(old.legs, new.legs))
+    for a, b in zip(old.legs, new.legs):
+        if a.ask != b.ask or a.ask_size != b.ask_size or a.limit != b.limit or a.tick != b.tick:
+            return True
+    return False

@@ -11,12 +11,14 @@ size alone, an empty side of a book, a portfolio that turns unprofitable).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import replace
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
+from operators import pricing
 from operators.pairs import expand_implication, market_pairs
 from operators.pricing import (
     REASON_LOW_COVERAGE,
@@ -35,10 +37,12 @@ from polyalphascan.records import (
     GroupImplication,
     GroupMarket,
     Leg,
+    MarketTerms,
     PartitionType,
     PriceUpdate,
     Side,
 )
+from tests import pricing_reference
 
 FAST = settings(max_examples=150, derandomize=True, deadline=None)
 
@@ -380,3 +384,191 @@ def test_a_crossed_book_is_never_priced_let_alone_as_a_guaranteed_profit() -> No
         assert evaluate(spec, crossed, min_coverage=0.0, max_cost=2.0) == (None, REASON_CROSSED)
     touching = {**fine, "ya": PriceUpdate("ya", 0.42, 0.42, 10, 10, 2, 2)}
     assert evaluate(spec, touching, min_coverage=0.0, max_cost=2.0)[1] == "ok"
+
+
+# ----------------------------------------------------------------------------- the old implementation, bit for bit
+def _bits(value: object) -> object:
+    """`value` with every float as its exact repr (tells 0.0 from -0.0; nan equals nan)."""
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, tuple):
+        return tuple(_bits(v) for v in value)
+    return value
+
+
+def _fields(quote: object) -> dict[str, object]:
+    out = {f.name: _bits(getattr(quote, f.name)) for f in dataclasses.fields(quote)}  # type: ignore[arg-type]
+    if "legs" in out:
+        out["legs"] = [_fields(lq) for lq in getattr(quote, "legs")]
+    return out
+
+
+def _same(got: tuple[object, str], want: tuple[object, str]) -> None:
+    assert got[1] == want[1]
+    assert (got[0] is None) == (want[0] is None)
+    if want[0] is not None:
+        assert _fields(got[0]) == _fields(want[0])
+
+
+_PRICES = st.one_of(st.integers(0, 100).map(lambda c: c / 100), st.integers(0, 1000).map(lambda m: m / 1000),
+                    st.floats(0.0, 1.0, allow_nan=False))
+_SIZES = st.sampled_from([0.0, 0.004, 0.5, 1.0, 3.0, 4.999, 5.0, 7.25, 20.0, 100.0, 1000.0])
+
+
+@st.composite
+def _terms(draw):  # noqa: ANN001, ANN202
+    rate = draw(st.sampled_from([0.0, 0.0, 0.02, 0.05, 0.25, -0.1]))
+    return MarketTerms(tick=draw(st.sampled_from([0.01, 0.001, 0.0, 0.05])),
+                       min_size=draw(st.sampled_from([0.0, 1.0, 5.0, 15.0])), fees_enabled=rate != 0.0,
+                       fee_rate=rate, fee_exponent=draw(st.sampled_from([1.0, 2.0, 0.5])),
+                       neg_risk=draw(st.booleans()),
+                       end_date=draw(st.sampled_from([None, "2026-12-31T12:00:00Z", "2027-03-01", "garbage"])))
+
+
+@st.composite
+def _levels(draw, least: int = 0):  # noqa: ANN001, ANN202
+    """A depth side: flat (price, size, ...), sizes sometimes 0 (skipped by the walk)."""
+    n = draw(st.integers(least, 6))
+    return tuple(x for _ in range(n) for x in (draw(_PRICES), draw(_SIZES)))
+
+
+@st.composite
+def _book(draw, token: str):  # noqa: ANN001, ANN202
+    """Mostly a real book (bids below a mid, asks above, best first, tops = the first levels);
+    sometimes anything: unsorted, crossed, tops apart from the levels or missing."""
+    wild = draw(st.integers(0, 3)) == 0
+    bids, asks = draw(_levels(0 if wild else 1)), draw(_levels(0 if wild else 1))
+    if not wild:
+        mid = draw(_PRICES)
+        bids = tuple(x for p in sorted(zip((b * mid for b in bids[::2]), bids[1::2]), reverse=True) for x in p)
+        asks = tuple(x for p in sorted(zip((mid + a * (1 - mid) for a in asks[::2]), asks[1::2])) for x in p)
+    tops = st.just(bids[0] if bids else None), st.just(asks[0] if asks else None)
+    best_bid = draw(st.one_of(st.none(), tops[0], _PRICES)) if wild else draw(tops[0])
+    best_ask = draw(st.one_of(st.none(), tops[1], _PRICES)) if wild else draw(tops[1])
+    return PriceUpdate(token, best_bid, best_ask, draw(st.one_of(st.none(), _SIZES)), draw(st.one_of(st.none(), _SIZES)),
+                       draw(st.sampled_from([0, 5, 1_790_000_000_000])), draw(st.sampled_from([0, 7, 1_790_000_100_000])),
+                       0, False, bids, asks, draw(st.sampled_from([0.0, 0.0, 0.001, 0.01])))
+
+
+@st.composite
+def _cases(draw):  # noqa: ANN001, ANN202
+    n = draw(st.integers(1, 5))
+    markets = draw(st.lists(st.integers(0, 6), min_size=n, max_size=n))  # a market may appear twice
+    legs = tuple(Leg(f"m{m}", draw(st.sampled_from([Side.YES, Side.NO])), f"y{m}", f"n{m}", f"Q{m}?", "e",
+                     draw(_terms())) for m in markets)
+    guaranteed = draw(st.booleans())
+    s = CoverSpec(CoverKind.ALL_NO if guaranteed else CoverKind.LLM, legs, guaranteed,
+                  1.0 if guaranteed else draw(st.sampled_from([0.5, 0.9, 0.97, 1.0])),
+                  draw(st.sampled_from([1.0, 2.0, float(max(1, n - 1)), 0.0])), "why")
+    books = {f"y{m}": draw(_book(f"y{m}")) for m in sorted(set(markets)) if draw(st.integers(0, 14))}
+    return s, books, draw(st.sampled_from([0.0, 0.85, 0.95])), draw(st.sampled_from([0.9, 1.0, 1.5, 100.0]))
+
+
+@settings(max_examples=400, derandomize=True, deadline=None)
+@given(_cases(), st.booleans())
+def test_evaluate_is_bit_for_bit_the_old_implementation(case, depth: bool) -> None:  # noqa: ANN001
+    s, books, min_cov, max_cost = case
+    kw = {"min_coverage": min_cov, "max_cost": max_cost, "depth": depth}
+    want = pricing_reference.evaluate(s, books, **kw)
+    _same(evaluate(s, books, **kw), want)
+    _same(evaluate(s, books, **kw), want)  # again: from the cached plan
+    other = replace(s, payout=s.payout + 1.0)  # another spec on the same legs tuple
+    _same(evaluate(other, books, **kw), pricing_reference.evaluate(other, books, **kw))
+
+
+@st.composite
+def _profitable_cases(draw):  # noqa: ANN001, ANN202
+    """Sorted books whose first share-set makes money before fees: the depth walk runs (or,
+    on a thin edge, the fees take it away at the top)."""
+    n = draw(st.integers(1, 4))
+    legs = tuple(Leg(f"m{i}", draw(st.sampled_from([Side.YES, Side.NO])), f"y{i}", f"n{i}", "", "e", draw(_terms()))
+                 for i in range(n))
+    payout = draw(st.sampled_from([1.0, 2.0]))
+    tops = [draw(st.integers(1, max(1, 90 // n))) for _ in legs]
+    if draw(st.booleans()):  # a thin edge: the top costs the payout less 1 to 3 cents
+        tops[-1] = int(payout * 100) - draw(st.integers(1, 3)) - sum(tops[:-1])
+        assume(1 <= tops[-1] <= 99)
+    books = {}
+    for lg, top in zip(legs, tops):
+        steps = draw(st.lists(st.integers(0, 15), min_size=0, max_size=8))
+        prices = [top + sum(steps[:k]) for k in range(len(steps) + 1)]
+        prices = [p / 100 for p in prices if p < 100]
+        sizes = [draw(_SIZES) for _ in prices]
+        side = tuple(x for p, z in zip(prices, sizes) for x in ((p if lg.side is Side.YES else 1 - p), z))
+        books[lg.yes_token] = PriceUpdate(lg.yes_token, side[0] if lg.side is Side.NO else None,
+                                          side[0] if lg.side is Side.YES else None, sizes[0], sizes[0], 1_790_000_000_000,
+                                          0, 0, False, side if lg.side is Side.NO else (),
+                                          side if lg.side is Side.YES else (), draw(st.sampled_from([0.0, 0.001])))
+    s = CoverSpec(CoverKind.ALL_YES, legs, True, 1.0, payout, "why")
+    return s, books
+
+
+@settings(max_examples=300, derandomize=True, deadline=None)
+@given(_profitable_cases())
+def test_depth_walks_are_bit_for_bit_the_old_implementation(case) -> None:  # noqa: ANN001
+    s, books = case
+    kw = {"min_coverage": 0.0, "max_cost": 100.0}
+    want = pricing_reference.evaluate(s, books, **kw)
+    got = evaluate(s, books, **kw)
+    _same(got, want)
+
+
+@settings(max_examples=200, derandomize=True, deadline=None)
+@given(_cases(), st.data())
+def test_quote_changed_is_the_old_implementation(case, data) -> None:  # noqa: ANN001
+    s, books, _min_cov, _max_cost = case
+    changed = {tok: data.draw(_book(tok)) if data.draw(st.booleans()) else b for tok, b in books.items()}
+    a, _ = pricing_reference.evaluate(s, books, min_coverage=0.0, max_cost=100.0)
+    b, _ = pricing_reference.evaluate(s, changed, min_coverage=0.0, max_cost=100.0)
+    if a is None or b is None:
+        return
+    variants = [b, a, replace(a, updated_ms=a.updated_ms + 1)]
+    for i, lq in enumerate(a.legs):  # one leg's number moved, alone
+        for attr in ("ask", "ask_size", "limit", "tick", "vwap", "shares", "fee", "bid"):
+            value = getattr(lq, attr)
+            legs = list(a.legs)
+            legs[i] = replace(lq, **{attr: 0.5 if value is None else value + 0.001})
+            variants.append(replace(a, legs=tuple(legs)))
+    for y in variants:
+        for x, z in ((a, y), (y, a)):
+            assert quote_changed(x, z) == pricing_reference.quote_changed(x, z)
+
+
+def test_the_plan_cache_is_bounded_and_never_confuses_two_covers(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pricing, "PLAN_CACHE_SIZE", 2)
+    monkeypatch.setattr(pricing, "_plans", {})
+    books = [book(1, 40, 42), book(2, 55, 57), book(3, 10, 12)]
+    specs = [spec(leg(1, Side.YES), leg(2, Side.NO)), spec(leg(2, Side.YES), leg(3, Side.NO)),
+             spec(leg(3, Side.YES), leg(1, Side.NO), leg(2, Side.NO), payout=2.0)]
+    for _ in range(3):
+        for s in specs:
+            _same(ev(s, books), pricing_reference.evaluate(s, {b.token_id: b for b in books}, min_coverage=0.85,
+                                                           max_cost=1.5))
+            assert len(pricing._plans) <= 2
+
+
+def test_the_top_of_book_fee_check_reads_the_first_level_as_the_walk_does() -> None:
+    """A taxed NO leg whose first bid level is not its best bid (an inconsistent update): the
+    first share-set's fee is the one at the first level, as in the walk."""
+    taxed = MarketTerms(fees_enabled=True, fee_rate=0.25)
+    s = CoverSpec(CoverKind.TIMEFRAME, (Leg("a", Side.YES, "ya", "na"), Leg("b", Side.NO, "yb", "nb", terms=taxed)),
+                  True, 1.0)
+    books = {"ya": PriceUpdate("ya", 0.49, 0.50, 10.0, 10.0, 1, 1, 0, False, (0.49, 10.0), (0.50, 10.0)),
+             "yb": PriceUpdate("yb", 0.52, 0.60, 10.0, 10.0, 1, 1, 0, False, (0.99, 10.0), (0.60, 10.0))}
+    want = pricing_reference.evaluate(s, books, min_coverage=0.0, max_cost=2.0)
+    assert want[0] is not None and want[0].curve  # the fee at 0.01 (not at 0.48) leaves a margin: walked
+    _same(evaluate(s, books, min_coverage=0.0, max_cost=2.0), want)
+
+
+@pytest.mark.parametrize("tick", [0.0, -0.01, 0.01])
+def test_memoised_numbers_keep_the_sign_of_zero(tick: float) -> None:
+    """0.0 and −0.0 are equal dict keys: a memo must not hand one the other's result."""
+    for price in (0.0, -0.0, 0.0):
+        assert repr(pricing._limit(price, tick)) == repr(pricing_reference.limit_price(price, tick))
+    for price in (0.0, -0.0, 1.0, 0.3):
+        assert repr(pricing._flip(price)) == repr(round(1.0 - price, 10))
+
+
+def test_a_cover_without_legs_prices_nothing_and_returns() -> None:
+    empty = CoverSpec(CoverKind.ALL_NO, (), True, 1.0, id="empty")
+    assert evaluate(empty, {}, min_coverage=0.0, max_cost=2.0) == (None, "no_price")
