@@ -460,3 +460,14 @@ def test_a_reordered_older_message_does_not_impose_its_stale_top() -> None:
     assert u.bids == (0.42, 3.0, 0.40, 5.0, 0.39, 2.0) and t.events["top_disagreements"] == 0
     (u,) = send(t, {"event_type": "price_change", "timestamp": "300", "price_changes": [{**old, "size": "4"}]})
     assert u.bids == (0.40, 5.0, 0.39, 4.0) and t.events["top_disagreements"] == 1  # as new: the venue wins
+
+
+def test_the_remembered_prices_are_floats_of_the_text_and_stay_bounded() -> None:
+    from connectors.clob.protocol import _PRICES, _Prices
+    memo = _Prices()
+    memo.limit = 3
+    assert [memo[t] for t in ("0.5", "0.50", "-0", "1e-400")] == [0.5, 0.5, -0.0, 0.0] and len(memo) == 1
+    assert repr(memo["-0"]) == "-0.0" and len(memo) == 2
+    with pytest.raises(ValueError):
+        memo["x"]
+    assert "x" not in memo and _PRICES.limit == 20_000

@@ -477,6 +477,217 @@ def test_surrogates_huge_numbers_and_deep_nesting_are_counted_not_raised() -> No
     assert t.errors == Counter(malformed_frame=len(frames)) and "a" not in t.top
 
 
+# ------------------------------------------------------------------ differential: the tracker vs the reference
+PRICES = ["0.1", "0.2", "0.3", "0.35", "0.4", "0.45", "0.5", "0.55", "0.6", "0.7", "0.8", "0.9", "0.45000"]
+ODD_PRICES = ["0", "-0", "1", "1.0", "0.0", "-0.0", "", "x", "nan", "inf", "-0.1", "1.5", "1e400", 0.25, 1, 0,
+              True, None, ["0.5"]]
+SIZES = ["1", "2.5", "10", "0.001", "7"]
+ODD_SIZES = ["0", "-0", "", "-1", "inf", "nan", "x", "1e400", 3, 0, 2.5, True, None, {"s": 1}]
+SIDES = ["BUY", "SELL"]
+ODD_SIDES = ["XYZ", "buy", "", None, 1]
+TOKENS = ["a", "b"]
+ODD_TOKENS = ["na", "zz", 5, None, ["a"]]
+TIMESTAMPS = [str(NOW), str(NOW - 100), str(NOW + 100), NOW, str(NOW - 5)]
+ODD_TIMESTAMPS = ["", None, "abc", str(2**64), YEAR_2100, f"{NOW}.7", "1.7e12", 1.5e19, True, "١٢٣"]
+
+
+def usual_or_odd(usual: list[Any], odd: list[Any]) -> st.SearchStrategy[Any]:
+    return st.one_of(st.sampled_from(usual), st.sampled_from(usual), st.sampled_from(usual), st.sampled_from(odd))
+
+
+def without_some(d: dict[str, Any], keys: list[str]) -> dict[str, Any]:
+    return {k: v for k, v in d.items() if k not in keys}
+
+
+@st.composite
+def diff_level(draw: st.DrawFn) -> Any:
+    lv = {"price": draw(usual_or_odd(PRICES, ODD_PRICES)), "size": draw(usual_or_odd(SIZES, ODD_SIZES))}
+    shape = draw(st.integers(0, 19))
+    return lv if shape > 2 else without_some(lv, [["price"], ["size"], []][shape]) if shape else ["0.5", "1"]
+
+
+@st.composite
+def diff_entry(draw: st.DrawFn) -> Any:
+    e = {"asset_id": draw(usual_or_odd(TOKENS, ODD_TOKENS)), "price": draw(usual_or_odd(PRICES, ODD_PRICES)),
+         "size": draw(usual_or_odd(SIZES + ["0"], ODD_SIZES)), "side": draw(usual_or_odd(SIDES, ODD_SIDES)),
+         "hash": "0x1", "best_bid": draw(usual_or_odd(PRICES, ODD_PRICES)),
+         "best_ask": draw(usual_or_odd(PRICES, ODD_PRICES))}
+    if draw(st.integers(0, 9)) == 0:
+        e = without_some(e, draw(st.lists(st.sampled_from(list(e)), max_size=3)))
+    return e if draw(st.integers(0, 29)) else draw(st.sampled_from([None, "x", 3, ["a"]]))
+
+
+@st.composite
+def diff_message(draw: st.DrawFn) -> Any:
+    kind = draw(st.integers(0, 19))
+    ts = draw(usual_or_odd(TIMESTAMPS, ODD_TIMESTAMPS))
+    if kind < 10:
+        msg: Any = {"event_type": "price_change", "market": "0x1", "timestamp": ts,
+                    "price_changes": draw(st.lists(diff_entry(), max_size=4))}
+    elif kind < 14:
+        msg = {"event_type": "book", "asset_id": draw(usual_or_odd(TOKENS, ODD_TOKENS)), "timestamp": ts,
+               "bids": draw(st.lists(diff_level(), max_size=6)), "asks": draw(st.lists(diff_level(), max_size=6)),
+               "tick_size": draw(st.sampled_from(["0.01", "0.001", "", None, "0.5", "x"]))}
+    elif kind < 16:
+        msg = {"event_type": "best_bid_ask", "asset_id": draw(usual_or_odd(TOKENS, ODD_TOKENS)), "timestamp": ts,
+               "best_bid": draw(usual_or_odd(PRICES, ODD_PRICES)), "best_ask": draw(usual_or_odd(PRICES, ODD_PRICES))}
+    elif kind < 18:
+        msg = {"event_type": "tick_size_change", "asset_id": draw(usual_or_odd(TOKENS, ODD_TOKENS)),
+               "timestamp": ts, "new_tick_size": draw(st.sampled_from(["0.001", "0.01", "0", "x", None, 0.1]))}
+    else:
+        msg = draw(st.sampled_from([{"event_type": "last_trade_price", "asset_id": "a"}, {"event_type": "new_market"},
+                                    {"event_type": "mystery"}, {"no": "type"}, None, 7]))
+    if isinstance(msg, dict) and draw(st.integers(0, 14)) == 0:
+        msg = without_some(msg, [draw(st.sampled_from(list(msg) or ["x"]))])
+    return msg
+
+
+def as_json(value: Any) -> str:
+    try:
+        return json.dumps(value)
+    except ValueError:
+        return "not json"
+
+
+def diff_frames() -> st.SearchStrategy[str]:
+    """Frames as sent: one message, an array of them, or plain text."""
+    one = st.one_of(diff_message(), diff_message(), diff_message(), fuzzed())
+    return st.one_of(one.map(as_json), one.map(as_json), st.lists(one, max_size=4).map(as_json),
+                     st.sampled_from(["PONG", "INVALID OPERATION", "not json", "[]", "{}", "PING"]))
+
+
+class Tally:
+    """A metric group that only counts (both trackers get one)."""
+
+    def __init__(self) -> None:
+        self.counts: Counter[str] = Counter()
+
+    def inc(self, key: str, n: float = 1) -> None:
+        self.counts[key] += n
+
+
+def tracker_state(t: Any) -> str:
+    """Everything a tracker holds that anyone reads, as text: repr tells 0.0 from -0.0."""
+    sides = {tok: (sorted(s.items()), s.prices, s.cap) for tok, s in [*t.bids.items(), *t.asks.items()]}
+    maps = (t.errors, t.events, t.last_error, t.top, t.emitted, t.ticks, t.venue_ts, sides)
+    return repr(([sorted(m.items()) for m in maps], sorted(t.booked), sorted(t.need_book), t.touched, t.last_ts,
+                 sorted(t.bids), sorted(t.asks)))
+
+
+def assert_same_run(frames: list[str | bytes], cap: int, depth: int, recv: list[int], every: int = 1) -> None:
+    """Both trackers fed `frames`: the same updates after every frame, the same state and counts
+    after every `every`-th frame and the last."""
+    from tests import clob_reference as reference
+    m_new, m_old = Tally(), Tally()
+    new, old = BookTracker(3, m_new, cap=cap, depth=depth), reference.BookTracker(3, m_old, cap=cap, depth=depth)
+    for t in (new, old):
+        t.subscribed, t.complements = {"a", "b"}, {"na"}
+    for i, frame in enumerate(frames):
+        got, want = new.handle(frame, recv[i % len(recv)]), old.handle(frame, recv[i % len(recv)])
+        assert repr(got) == repr(want) and got == want and all(type(u) is PriceUpdate for u in got)
+        assert new.touched == old.touched
+        if i % every == 0 or i == len(frames) - 1:
+            assert tracker_state(new) == tracker_state(old) and m_new.counts == m_old.counts
+            for side in [*new.bids.values(), *new.asks.values()]:  # the kept depth tuple is the rebuilt one
+                assert side.flat is None or repr(side.flat) == repr(BookSide.levels(copy_side(side)))
+
+
+def copy_side(side: BookSide) -> BookSide:
+    fresh = BookSide(side.is_bid, side.cap, side.depth)
+    fresh.update(side)
+    fresh.prices = list(side.prices)
+    return fresh
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(frames=st.lists(diff_frames(), min_size=1, max_size=20), cap=st.sampled_from([1, 2, 3, 5, MAX_LEVELS_PER_SIDE]),
+       depth=st.sampled_from([0, 1, 2, 3, 10]), as_bytes=st.booleans(),
+       recv=st.lists(st.sampled_from([NOW, NOW + 1, NOW - 3_600_000, NOW + 90_000_000]), min_size=1, max_size=3))
+def test_the_tracker_does_exactly_what_the_reference_does_on_any_frames(frames: list[str], cap: int, depth: int,
+                                                                         as_bytes: bool, recv: list[int]) -> None:
+    assert_same_run([f.encode() if as_bytes else f for f in frames], cap, depth, recv)
+
+
+@pytest.mark.parametrize("depth,cap", [(10, MAX_LEVELS_PER_SIDE), (3, 12), (1, MAX_LEVELS_PER_SIDE), (10, 8)])
+def test_the_tracker_does_exactly_what_the_reference_does_on_a_realistic_stream(depth: int, cap: int) -> None:
+    """Books of 10-30 levels, then price_change frames mostly near the top, each with the venue's
+    true top after it and an entry for the NO token (a complement)."""
+    import random
+    rng = random.Random(depth * 1000 + cap)
+    frames: list[str | bytes] = []
+    books: dict[str, tuple[dict[float, float], dict[float, float]]] = {}
+    for tok in ("a", "b"):
+        mid = rng.randrange(35, 66)
+        books[tok] = ({(mid - 1 - k) / 100: float(rng.randrange(1, 99)) for k in range(rng.randrange(10, 31))},
+                      {(mid + 1 + k) / 100: float(rng.randrange(1, 99)) for k in range(rng.randrange(10, 31))})
+        frames.append(json.dumps(book(tok, [(str(p), str(s)) for p, s in books[tok][0].items()],
+                                      [(str(p), str(s)) for p, s in books[tok][1].items()], ts=str(NOW))))
+    for i in range(1500):
+        tok = rng.choice("ab")
+        bids, asks = books[tok]
+        is_bid = rng.random() < 0.5
+        side, other = (bids, asks) if is_bid else (asks, bids)
+        ranked = sorted(side, reverse=is_bid)
+        p = ranked[min(int(rng.expovariate(0.25)), len(ranked) - 1)] if rng.random() < 0.7 else \
+            round(ranked[0] + rng.randrange(-5, 6) / 100 * (-1 if is_bid else 1), 2)
+        if (p < min(other)) if is_bid else (p > max(other)):
+            size = 0.0 if rng.random() < 0.25 and len(side) > 2 else float(rng.randrange(1, 99))
+            if size:
+                side[p] = size
+            else:
+                side.pop(p, None)
+            entry = {"asset_id": tok, "price": str(p), "size": str(size).removesuffix(".0"),
+                     "side": "BUY" if is_bid else "SELL", "hash": "0x1",
+                     "best_bid": str(max(bids) if bids else 0), "best_ask": str(min(asks) if asks else 1)}
+            no = {**entry, "asset_id": "na", "side": "SELL" if is_bid else "BUY"}
+            frames.append(json.dumps({"event_type": "price_change", "market": "0x1", "timestamp": str(NOW + i),
+                                      "price_changes": [entry, no]}))
+    assert_same_run(frames, cap, depth, [NOW], every=50)
+
+
+EDGE_VALUES = [*PRICES[:3], *ODD_PRICES, *ODD_SIZES, *ODD_SIDES, *ODD_TOKENS, *ODD_TIMESTAMPS, "1e-400", "-1e-400",
+               " 0.5 ", "0.5\n", "0_5", "+0.5", "Infinity", "-nan", "0x1", "0.99999999999999999", 2**64, 2**70,
+               -0.0, 1e-320, "SELL", "BUY", "a"]
+
+
+def edge_frames() -> list[str]:
+    """Each field of an otherwise usual message replaced, in turn, by each odd value, the books
+    restored in between; and books whose levels are all usual but for one value (price 0, size 0)."""
+    good_book = book("a", [("0.4", "1"), ("0.3", "2")], [("0.6", "3"), ("0.7", "4")], ts=str(NOW))
+    entry = {"asset_id": "a", "price": "0.45", "size": "5", "side": "BUY", "hash": "0x1", "best_bid": "0.45",
+             "best_ask": "0.6"}
+    frames = [good_book, book("b", [("0.1", "1")], [], ts=str(NOW))]
+    for value in EDGE_VALUES:
+        for field in entry:
+            for side in SIDES:
+                e = {**entry, "side": side, field: value}
+                pair = [e, {**e, "asset_id": "na"}]
+                frames += [{"event_type": "price_change", "timestamp": str(NOW), "price_changes": pair}, good_book]
+        for field in ("price", "size"):
+            for i in range(3):
+                levels = [{"price": p, "size": "1"} for p in ("0.5", "0.2", "0.1")]
+                levels[i][field] = value
+                frames += [{**good_book, "bids": levels}, {**good_book, "asks": levels[::-1]}]
+        for field in ("best_bid", "best_ask", "timestamp", "asset_id"):
+            frames.append({"event_type": "best_bid_ask", "asset_id": "a", "best_bid": "0.4", "best_ask": "0.6",
+                           "timestamp": str(NOW), field: value})
+        frames += [{**good_book, "timestamp": value}, {**good_book, "tick_size": value},
+                   {"event_type": "tick_size_change", "asset_id": "a", "new_tick_size": value,
+                    "timestamp": str(NOW)}, good_book]
+    frames += [{**good_book, "bids": [{"price": "0", "size": "1"}, {"price": "-0", "size": "2"}]},
+               {**good_book, "bids": [{"price": "0.4", "size": "1"}, {"price": "0.4", "size": "0"}]},
+               {**good_book, "bids": [{"price": "0.4", "size": "0"}, {"price": "0.4", "size": "2"}]},
+               {**good_book, "bids": [{"price": "0.4", "size": "1"}, {"price": "0.40", "size": "2"}]},
+               {**good_book, "timestamp": str(NOW + 50)}, {**good_book, "timestamp": str(NOW - 100)},
+               {**good_book, "timestamp": "x"}]  # stamped with the newest accepted, not the last one
+    return [json.dumps(f) for f in frames] + ["PONG", "INVALID OPERATION", "INVALID OPERATIONS", "PING", "pong"]
+
+
+@pytest.mark.parametrize("depth,cap", [(10, MAX_LEVELS_PER_SIDE), (2, 3), (0, MAX_LEVELS_PER_SIDE), (1, 1)])
+def test_the_tracker_does_exactly_what_the_reference_does_with_each_odd_value_anywhere(depth: int, cap: int) -> None:
+    assert_same_run(edge_frames(), cap, depth, [NOW], every=7)
+
+
 # ------------------------------------------------------------------ the client over loopback
 class Registry:
     def __init__(self, tokens: set[str]) -> None:

@@ -50,7 +50,10 @@ A `book` snapshot is atomic: one bad level rejects the snapshot (counted by its 
 token keeps the book it had. A `price_change` is applied level by level: a bad level change
 is counted and skipped, the others apply. Each side of a book keeps its prices sorted
 (`BookSide`), so the top is read, not recomputed, after every change: a frame of 20,000
-levels costs milliseconds (bench/clob_book.py).
+levels costs milliseconds (bench/clob_book.py). Each side also keeps its best `depth` levels
+as the flat tuple an update carries, patched when a change reaches them, and the usual
+well-formed message is read on a fast path that falls back to the careful reading above for
+anything else (bench/clob_parse.py: the cost per frame).
 
 `BookTracker.touched` tells the client whether the last frame carried data about a
 subscribed token (what resets its stall watchdog); frames only about other assets
@@ -78,6 +81,7 @@ PING = "PING"
 PONG = "PONG"
 INVALID_OPERATION = "INVALID OPERATION"
 KNOWN_TEXT = {PONG, INVALID_OPERATION}
+_LONGEST_TEXT = max(map(len, KNOWN_TEXT))  # a longer frame is not one of them (no hashing of it)
 
 #: The most price levels kept per side of one token's book; beyond it the levels farthest
 #: from the top are dropped (counted `rejected_depth`). Tick sizes of 0.01–0.001 give at
@@ -179,6 +183,28 @@ def unsubscribe_messages(tokens: Iterable[str], max_bytes: int = MAX_SUBSCRIBE_B
 
 #: What a malformed field raises while being read (OverflowError: int(inf), float(10**400)).
 _BAD = (TypeError, ValueError, KeyError, AttributeError, OverflowError)
+_INF = math.inf
+
+
+class _Prices(dict[str, float]):
+    """`float(text)` of price strings, remembered: a market channel repeats a few thousand
+    prices (one per tick), and reading one is a dict lookup instead of a parse. Raises what
+    `float` raises (nothing is remembered then); forgets everything past `limit` entries."""
+
+    limit = 20_000
+
+    def __missing__(self, text: str) -> float:
+        value = float(text)
+        if len(self) >= self.limit:
+            self.clear()
+        self[text] = value
+        return value
+
+
+#: Only ever given `str` keys (the callers check the type first).
+_PRICES = _Prices()
+#: Builds a `PriceUpdate` from a tuple of all its fields, without the keyword-handling `__new__`.
+_new_update = tuple.__new__
 
 
 def _number(raw: Any) -> float:
@@ -213,6 +239,28 @@ def _venue_top(ch: dict[str, Any]) -> tuple[float | None, float | None] | None:
     except _BAD:
         return None
     return (bb if bb > 0.0 else None), (ba if ba < 1.0 else None)
+
+
+def _plain_levels(raw: list[Any]) -> dict[float, float] | None:
+    """The usual `book` side read in one go: every level an object whose price and size are
+    numeric strings, prices in (0, 1], sizes finite and > 0. None for anything else (an empty
+    side included), which the careful level-by-level reading then handles."""
+    try:
+        rps = [lv["price"] for lv in raw]
+        rss = [lv["size"] for lv in raw]
+    except (TypeError, KeyError):
+        return None
+    if {*map(type, rps), *map(type, rss)} != {str}:
+        return None
+    try:
+        ps = list(map(_PRICES.__getitem__, rps))
+        ss = list(map(float, rss))
+    except ValueError:
+        return None
+    total = sum(ps) + sum(ss)  # NaN if any is NaN (min / max would not see it)
+    if total != total or not (0.0 < min(ps) and max(ps) <= 1.0 and 0.0 < min(ss) and max(ss) < _INF):
+        return None
+    return dict(zip(ps, ss))
 
 
 def _tick(raw: Any) -> float:
@@ -267,15 +315,33 @@ def exchange_ts(raw: Any, recv_ms: int) -> tuple[int, bool]:
 class BookSide(dict[float, float]):
     """One side of a token's book: price -> size (a dict, so it compares with one), plus its
     prices sorted ascending, so the best price is read in O(1) and a level is added or removed
-    with a bisect. Holds at most `cap` levels: beyond it the level farthest from the top goes."""
+    with a bisect. Holds at most `cap` levels: beyond it the level farthest from the top goes.
 
-    __slots__ = ("is_bid", "prices", "cap")
+    `levels()` is the best `depth` levels as one flat tuple, best first (price, size, ...); it
+    is kept (`flat`) until a change reaches those levels, so a change deeper than `depth`
+    levels, or none at all, costs no rebuild. Change the side only through its methods."""
 
-    def __init__(self, is_bid: bool, cap: int = MAX_LEVELS_PER_SIDE) -> None:
+    __slots__ = ("is_bid", "prices", "cap", "depth", "flat")
+
+    def __init__(self, is_bid: bool, cap: int = MAX_LEVELS_PER_SIDE, depth: int = BOOK_DEPTH) -> None:
         super().__init__()
         self.is_bid = is_bid
         self.prices: list[float] = []
         self.cap = cap
+        self.depth = depth
+        self.flat: tuple[float, ...] | None = None  # levels() until a change reaches them
+
+    def levels(self) -> tuple[float, ...]:
+        """The best `depth` levels, best first, flat: (price, size, price, size, ...)."""
+        flat = self.flat
+        if flat is None:
+            n, prices = self.depth, self.prices
+            best = (prices[: -n - 1: -1] if self.is_bid else prices[:n]) if n else ()
+            out: list[float] = []
+            for p in best:
+                out += (p, self[p])
+            flat = self.flat = tuple(out)
+        return flat
 
     def best(self) -> float | None:
         prices = self.prices
@@ -285,16 +351,20 @@ class BookSide(dict[float, float]):
 
     def set_level(self, price: float, size: float) -> int:
         """Set (size > 0) or remove (size 0) one level; returns the levels dropped by the cap (0 or 1)."""
+        prices = self.prices
         if size <= 0.0:
             if price in self:
                 del self[price]
-                prices = self.prices
-                del prices[bisect_left(prices, price)]
+                i = bisect_left(prices, price)
+                del prices[i]
+                if self.flat is not None:
+                    self._removed(i)
             return 0
         if price in self:
             self[price] = size
+            if self.flat is not None:
+                self._resized(price, size)
             return 0
-        prices = self.prices
         dropped = 0
         if len(prices) >= self.cap:
             if self.is_bid:
@@ -306,24 +376,59 @@ class BookSide(dict[float, float]):
                     return 1
                 del self[prices.pop()]
             dropped = 1
-        insort(prices, price)
+            self.flat = None
+        i = bisect_left(prices, price)
+        prices.insert(i, price)
         self[price] = size
+        if self.flat is not None:
+            self._inserted(i, price, size)
         return dropped
+
+    def _resized(self, price: float, size: float) -> None:
+        """Keep `flat` right after the size of an existing level changed."""
+        prices = self.prices
+        i = bisect_left(prices, price)
+        k = len(prices) - 1 - i if self.is_bid else i
+        if k < self.depth:
+            flat = self.flat
+            self.flat = flat[: 2 * k + 1] + (size,) + flat[2 * k + 2:]
+
+    def _inserted(self, i: int, price: float, size: float) -> None:
+        """Keep `flat` right after a new level went in at `prices[i]` (no level dropped)."""
+        n = self.depth
+        k = len(self.prices) - 1 - i if self.is_bid else i  # levels better than it
+        if k < n:
+            flat = self.flat
+            self.flat = flat[: 2 * k] + (price, size) + flat[2 * k: 2 * n - 2]
+
+    def _removed(self, i: int) -> None:
+        """Keep `flat` right after the level at `prices[i]` went (`prices` no longer holds it)."""
+        prices, n = self.prices, self.depth
+        k = len(prices) - i if self.is_bid else i
+        if k < n:
+            flat = self.flat
+            flat = flat[: 2 * k] + flat[2 * k + 2:]
+            if len(prices) >= n:  # the level that now ranks n-th comes in at the end
+                p = prices[-n] if self.is_bid else prices[n - 1]
+                flat += (p, self[p])
+            self.flat = flat
 
     def replace(self, levels: dict[float, float]) -> int:
         """Become `levels` (sizes > 0), keeping the `cap` best; returns the levels dropped."""
+        self.flat = None
         self.clear()
         prices = sorted(levels)
         dropped = max(0, len(prices) - self.cap)
         if dropped:
             prices = prices[dropped:] if self.is_bid else prices[: self.cap]
         self.prices = prices
-        self.update((p, levels[p]) for p in prices)
+        self.update(zip(prices, map(levels.__getitem__, prices)))
         return dropped
 
     def cut_above_best(self, best: float | None) -> None:
         """Drop every level better than `best` (all of them for None); `best` itself is kept
         with its known size or added with size 0 (for `best_bid_ask`)."""
+        self.flat = None
         prices = self.prices
         if best is None:
             self.clear()
@@ -404,35 +509,37 @@ class BookTracker:
     def _sides(self, token: str) -> tuple[BookSide, BookSide]:
         bids = self.bids.get(token)
         if bids is None:
-            bids = self.bids[token] = BookSide(True, self.cap)
+            bids = self.bids[token] = BookSide(True, self.cap, self.depth)
         asks = self.asks.get(token)
         if asks is None:
-            asks = self.asks[token] = BookSide(False, self.cap)
+            asks = self.asks[token] = BookSide(False, self.cap, self.depth)
         return bids, asks
 
     def _emit(self, token: str, ts: int, recv_ms: int, out: dict[str, PriceUpdate]) -> None:
-        bids, asks = self._sides(token)
-        n = self.depth
-        bp, ap = bids.prices, asks.prices
-        bl: list[float] = []
-        for p in bp[: -n - 1: -1] if n else ():  # best (highest) bid first
-            bl += (p, bids[p])
-        al: list[float] = []
-        for p in ap[:n]:  # best (lowest) ask first
-            al += (p, asks[p])
-        key = (tuple(bl), tuple(al), self.ticks.get(token, 0.0))
+        bids, asks = self.bids.get(token), self.asks.get(token)
+        if bids is None or asks is None:
+            bids, asks = self._sides(token)
+        b = bids.flat
+        if b is None:
+            b = bids.levels()
+        a = asks.flat
+        if a is None:
+            a = asks.levels()
+        tick = self.ticks.get(token, 0.0)
+        key = (b, a, tick)
         if self.emitted.get(token) == key:
             return
         self.emitted[token] = key
-        b, a = key[0], key[1]
-        if not n:  # depth 0: the top alone
+        if not self.depth:  # depth 0: the top alone
             bb, ba = bids.best(), asks.best()
             top = (bb, ba, bids[bb] if bb is not None else None, asks[ba] if ba is not None else None)
+        elif b:
+            top = (b[0], a[0], b[1], a[1]) if a else (b[0], None, b[1], None)
         else:
-            top = (b[0] if b else None, a[0] if a else None, b[1] if b else None, a[1] if a else None)
+            top = (None, a[0], None, a[1]) if a else (None, None, None, None)
         self.top[token] = top
-        out[token] = PriceUpdate(token, top[0], top[1], top[2], top[3], ts, recv_ms, self.shard, False, b, a,
-                                 key[2])
+        out[token] = _new_update(PriceUpdate, (token, top[0], top[1], top[2], top[3], ts, recv_ms, self.shard,
+                                               False, b, a, tick))
 
     def _known(self, token: str) -> bool:
         if token in self.subscribed:
@@ -447,8 +554,8 @@ class BookTracker:
     def handle(self, frame: str | bytes, recv_ms: int) -> list[PriceUpdate]:
         """Updates for the tokens whose top of book changed (newest per token). Never raises."""
         self.touched = False
-        if isinstance(frame, str) and frame in KNOWN_TEXT:  # "pong", "invalid_operation"
-            self.events[frame.lower().replace(" ", "_")] += 1
+        if isinstance(frame, str) and len(frame) <= _LONGEST_TEXT and frame in KNOWN_TEXT:
+            self.events[frame.lower().replace(" ", "_")] += 1  # "pong", "invalid_operation"
             return []
         try:
             data = orjson.loads(frame)
@@ -475,6 +582,16 @@ class BookTracker:
         poisoned message could outrank the genuine ones the server sent just after it, and
         the Redis writer refuses an update older than what it holds."""
         raw = msg.get("timestamp")
+        if type(raw) is str:  # the usual "1786728432337": read here, as exchange_ts would
+            try:
+                ts = int(raw)
+            except ValueError:
+                pass
+            else:
+                if recv_ms - TS_MAX_BEHIND_MS <= ts <= recv_ms + TS_MAX_AHEAD_MS:
+                    if ts > self.last_ts:
+                        self.last_ts = ts
+                    return ts
         ts, ok = exchange_ts(raw, recv_ms)
         if ok:
             self.last_ts = max(self.last_ts, ts)
@@ -485,7 +602,10 @@ class BookTracker:
     def _levels(self, raw: Any, token: str) -> dict[float, float]:
         if not isinstance(raw, list):
             raise ClobMessageError("levels are not a list")
-        levels: dict[float, float] = {}
+        levels = _plain_levels(raw)
+        if levels is not None:
+            return levels
+        levels = {}
         for lv in raw:
             p, s = _price(lv["price"]), _size(lv.get("size"))
             if s > 0:
@@ -496,7 +616,14 @@ class BookTracker:
 
     def _message(self, msg: dict[str, Any], recv_ms: int, out: dict[str, PriceUpdate]) -> None:
         kind = msg.get("event_type")
-        if kind == "book":
+        if kind == "price_change":
+            changes = msg["price_changes"]
+            if not isinstance(changes, list):
+                raise ClobMessageError("price_changes is not a list")
+            self.events["price_change"] += 1
+            ts = self._ts(msg, recv_ms)
+            self._changes(changes, ts, recv_ms, out)
+        elif kind == "book":
             token = msg["asset_id"]
             if not isinstance(token, str):
                 raise ClobMessageError("asset_id is not a string")
@@ -519,13 +646,6 @@ class BookTracker:
             self.need_book.discard(token)
             self.events["book"] += 1
             self._emit(token, ts, recv_ms, out)
-        elif kind == "price_change":
-            changes = msg["price_changes"]
-            if not isinstance(changes, list):
-                raise ClobMessageError("price_changes is not a list")
-            self.events["price_change"] += 1
-            ts = self._ts(msg, recv_ms)
-            self._changes(changes, ts, recv_ms, out)
         elif kind == "best_bid_ask":
             token = msg["asset_id"]
             if not isinstance(token, str):
@@ -570,7 +690,8 @@ class BookTracker:
 
     def _changes(self, changes: list[Any], ts: int, recv_ms: int, out: dict[str, PriceUpdate]) -> None:
         """Apply level changes one by one (a bad one is counted and skipped), then emit once per
-        token whose top moved."""
+        token whose top moved. The usual entry (numeric strings, side BUY / SELL) is read inline;
+        any other goes through the careful readers (`_price`, `_size`, `_venue_top`)."""
         subscribed, booked = self.subscribed, self.booked
         moved: set[str] = set()
         venue: dict[str, tuple[float | None, float | None]] = {}  # last announced top per token
@@ -581,12 +702,25 @@ class BookTracker:
                 if token not in subscribed or not isinstance(token, str):
                     if not isinstance(token, str):
                         raise ClobMessageError("asset_id is not a string")
-                    self._known(token)
+                    if token in self.complements:  # as `_known` would
+                        self.events["complement_skipped"] += 1
+                    else:
+                        self.count("unknown_token", token)
                     continue
                 self.touched = True
                 side = ch.get("side")
-                price = _price(ch["price"])
-                size = _size(ch.get("size"))
+                rp, rs = ch.get("price"), ch.get("size")
+                price = size = -1.0
+                if type(rp) is str and type(rs) is str:
+                    try:
+                        price, size = _PRICES[rp], float(rs)
+                    except ValueError:
+                        price = -1.0
+                if 0.0 <= price <= 1.0 and 0.0 <= size < _INF:
+                    price += 0.0  # -0.0 -> 0.0
+                else:
+                    price = _price(ch["price"])
+                    size = _size(rs)
                 if side == "BUY":
                     book = self.bids.get(token)
                 elif side == "SELL":
@@ -600,9 +734,18 @@ class BookTracker:
                     continue
                 dropped += book.set_level(price, size)  # counted once per message (hot loop)
                 moved.add(token)
-                top = _venue_top(ch)
-                if top is not None:
-                    venue[token] = top
+                rb, ra = ch.get("best_bid"), ch.get("best_ask")
+                if type(rb) is str and type(ra) is str:  # as `_venue_top` would read them
+                    try:
+                        vb, va = _PRICES[rb], _PRICES[ra]
+                    except ValueError:
+                        continue
+                    if 0.0 <= vb <= 1.0 and 0.0 <= va <= 1.0:
+                        venue[token] = (vb if vb > 0.0 else None), (va + 0.0 if va < 1.0 else None)
+                else:
+                    top = _venue_top(ch)
+                    if top is not None:
+                        venue[token] = top
             except Rejected as exc:
                 self.count(exc.kind, _tok(ch), str(exc))
             except _BAD as exc:
@@ -621,12 +764,15 @@ class BookTracker:
         """Make the tracked top agree with the venue's announced one (the venue wins; counted)."""
         bids, asks = self.bids[token], self.asks[token]
         vb, va = top
-        if bids.best() == vb and asks.best() == va:
+        bp, ap = bids.prices, asks.prices
+        bb = bp[-1] if bp else None
+        ba = ap[0] if ap else None
+        if bb == vb and ba == va:
             return
         self.note("top_disagreements")
-        if bids.best() != vb:
+        if bb != vb:
             bids.cut_above_best(vb)
-        if asks.best() != va:
+        if ba != va:
             asks.cut_above_best(va)
 
 
