@@ -370,7 +370,8 @@ def run(venue_path: str, rate: float, seconds: float, redis_url: str, redis_pid:
         if profile:  # py-spy on this process for the measured phase only (every thread)
             subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "py-spy"), "record", "--pid",
                               str(os.getpid()), "--duration", str(max(1, int(seconds) - 1)), "--rate", "250",
-                              "--threads", "--format", "raw", "-o", f"{profile}-{rate:.0f}.txt"],
+                              "--threads", "--format", "raw", "-o", f"{profile}-{rate:.0f}.txt"]
+                             + (["--gil"] if os.environ.get("VENUE_LOAD_PROFILE_GIL") else []),
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     flow = Dataflow("venue_load")
@@ -434,7 +435,8 @@ def main() -> None:
                     help="how long the source sleeps after an empty poll (default: the production CLOB source's)")
     ap.add_argument("--quick", action="store_true", help="smoke run: 2,000 events, rates 1,000 and 4,000, 3 s")
     ap.add_argument("--profile", metavar="PREFIX",
-                    help="py-spy the measured phase of each rate into PREFIX-<rate>.txt (raw folded stacks)")
+                    help="py-spy the measured phase of each rate into PREFIX-<rate>.txt (raw folded stacks;"
+                         " VENUE_LOAD_PROFILE_GIL=1: only the thread holding the GIL)")
     ap.add_argument("--shards", type=int, default=JOIN_SHARDS, help="join shards (default: JOIN_SHARDS's)")
     ap.add_argument("--child", help=argparse.SUPPRESS)  # one rate in a fresh process (internal)
     ap.add_argument("--rate", type=float, help=argparse.SUPPRESS)

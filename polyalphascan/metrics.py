@@ -40,6 +40,18 @@ class MetricGroup:
             self._counters[f"{key}_count"] = self._counters.get(f"{key}_count", 0) + 1
             self._counters[f"{key}_sum"] = self._counters.get(f"{key}_sum", 0) + value
 
+    def observe_many(self, key: str, values: list[float]) -> None:
+        """`observe` each of `values`, under one lock (a writer round's latencies)."""
+        if not values:
+            return
+        with self._lock:
+            dq = self._samples.get(key)
+            if dq is None:
+                dq = self._samples[key] = deque(maxlen=self._window)
+            dq.extend(values)
+            self._counters[f"{key}_count"] = self._counters.get(f"{key}_count", 0) + len(values)
+            self._counters[f"{key}_sum"] = self._counters.get(f"{key}_sum", 0) + sum(values)
+
     def get(self, key: str, default: Any = 0) -> Any:
         with self._lock:
             if key in self._counters:

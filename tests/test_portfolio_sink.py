@@ -315,3 +315,15 @@ def test_a_portfolio_orjson_cannot_write_is_dropped_the_others_reach_redis(redis
         assert redis_client.zscore(KEYS.ranking, later.quote.cover_id) is not None
     finally:
         writer.close()
+
+
+def test_observe_many_is_observe_of_each() -> None:
+    one, many = MetricGroup("a", window=3), MetricGroup("b", window=3)
+    for v in (1.0, 2.0, 4.0, 8.0):
+        one.observe("x", v)
+    many.observe_many("x", [1.0, 2.0])
+    many.observe_many("x", [])
+    many.observe_many("x", [4.0, 8.0])
+    assert one.snapshot() == many.snapshot()
+    assert list(one._samples["x"]) == list(many._samples["x"]) == [2.0, 4.0, 8.0]  # noqa: SLF001
+    assert many.get("x_count") == 4 and many.get("x_sum") == 15.0

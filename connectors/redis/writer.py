@@ -120,17 +120,21 @@ class WriteBehind(Generic[V]):
     # ------------------------------------------------------------------ worker side (never blocks on Redis)
     def submit(self, items: Iterable[tuple[str, V]]) -> None:
         m, names = self.metrics, self.names
+        coalesced = 0
         with self._cv:
+            pending, live, is_live = self._pending, self._live, self._is_live
             for key, value in items:
-                if names.coalesced is not None and key in self._pending:
-                    m.inc(names.coalesced)
-                self._pending[key] = value
-                if self._is_live(value):
-                    self._live[key] = value
+                if key in pending:
+                    coalesced += 1
+                pending[key] = value
+                if is_live(value):
+                    live[key] = value
                 else:
-                    self._live.pop(key, None)
-            m.set(names.pending, len(self._pending))
+                    live.pop(key, None)
+            m.set(names.pending, len(pending))
             self._cv.notify()
+        if coalesced and names.coalesced is not None:
+            m.inc(names.coalesced, coalesced)
 
     @property
     def pending(self) -> int:
