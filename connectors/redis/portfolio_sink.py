@@ -41,12 +41,18 @@ CURVE_KEYS = tuple(f"{c:g}" for c in CURVE_SIZES)
 # `tier1` / `profitable` alerts. An LLM portfolio (not guaranteed) is a bet on the LLM being
 # right: it goes to `llm_opportunities` and raises only `llm_profitable`, never the others.
 _UPSERT = """
-local cur = redis.call('HMGET', KEYS[1], 'data', 'updated_ms', 'tier', 'net_profit')
-if cur[1] == ARGV[2] then return 0 end
+local cur = redis.call('HMGET', KEYS[1], 'updated_ms', 'tier', 'net_profit')
 local v = cjson.decode(ARGV[4])
 local kind, guaranteed, updated_ms, annualised = v[1], v[2], v[3], v[4]
 local expected_profit, tier, net_profit = v[10], v[11], v[13]
-if cur[2] and tonumber(cur[2]) > updated_ms then return 0 end
+if cur[1] then
+  local seen = tonumber(cur[1])
+  if seen > updated_ms then return 0 end
+  -- data carries updated_ms: only a write of the same instant can be a replay of this one
+  if seen == updated_ms and redis.call('HGET', KEYS[1], 'data') == ARGV[2] then return 0 end
+end
+-- the sorted sets hold a portfolio exactly while its last write was profitable
+local was_profitable = cur[3] and tonumber(cur[3]) > 1e-9
 redis.call('HSET', KEYS[1], 'data', ARGV[2], 'updated_ms', string.format('%d', updated_ms),
   'expected_profit', expected_profit, 'profit', v[7], 'tier', tier, 'kind', kind,
   'guaranteed', guaranteed and 1 or 0, 'cost', v[5], 'payout', v[6], 'profit_pct', v[8],
@@ -56,12 +62,13 @@ redis.call('ZADD', KEYS[2], expected_profit, ARGV[1])
 -- an opportunity is a basket that makes money net of fees at a size every leg can order
 local profitable = net_profit > 1e-9
 local opportunities = guaranteed and KEYS[3] or KEYS[6]
-if profitable then redis.call('ZADD', opportunities, net_profit, ARGV[1]) else redis.call('ZREM', opportunities, ARGV[1]) end
+if profitable then redis.call('ZADD', opportunities, net_profit, ARGV[1])
+elseif was_profitable then redis.call('ZREM', opportunities, ARGV[1]) end
 if profitable and annualised ~= cjson.null then redis.call('ZADD', KEYS[7], annualised, ARGV[1])
-else redis.call('ZREM', KEYS[7], ARGV[1]) end
+elseif was_profitable then redis.call('ZREM', KEYS[7], ARGV[1]) end
 redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[3], '*', 'op', 'upsert', 'id', ARGV[1], 'data', ARGV[2])
 local alerts = 0
-local turned_profitable = profitable and (not cur[4] or tonumber(cur[4]) <= 1e-9)
+local turned_profitable = profitable and not was_profitable
 if not guaranteed then
   if turned_profitable then
     redis.call('PUBLISH', KEYS[5], '{"alert":"llm_profitable","id":"' .. ARGV[1] .. '","data":' .. ARGV[2] .. '}')
@@ -69,7 +76,7 @@ if not guaranteed then
   end
   return 1 + alerts
 end
-if tier == 1 and (not cur[3] or tonumber(cur[3]) ~= 1) then
+if tier == 1 and (not cur[2] or tonumber(cur[2]) ~= 1) then
   redis.call('PUBLISH', KEYS[5], '{"alert":"tier1","id":"' .. ARGV[1] .. '","data":' .. ARGV[2] .. '}')
   alerts = alerts + 1
 end
