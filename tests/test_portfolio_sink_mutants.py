@@ -13,7 +13,7 @@ import time
 import redis
 
 from connectors.redis.layout import RedisKeys
-from connectors.redis.portfolio_sink import PortfolioSink, PortfolioWriter, change_key
+from connectors.redis.portfolio_sink import ROUND_CHUNK, PortfolioSink, PortfolioWriter, change_key
 from connectors.redis.server import EmbeddedRedis
 from polyalphascan.metrics import MetricGroup
 from polyalphascan.records import (CoverKind, CoverSpec, Leg, LegQuote, PortfolioChange, PortfolioQuote,
@@ -78,15 +78,21 @@ def test_a_round_counts_written_noop_alerts_and_the_latency_of_timed_upserts(
         writer.close()
 
 
-def test_a_round_is_one_plain_pipeline_not_a_transaction(redis_server: EmbeddedRedis,
-                                                         redis_client: redis.Redis) -> None:
+def test_a_round_is_one_script_call_per_chunk_not_a_transaction(redis_server: EmbeddedRedis,
+                                                                redis_client: redis.Redis) -> None:
     writer = PortfolioWriter(redis_server.url, KEYS)
     try:
         before = calls(redis_client)
         assert writer.write_now(batch(upsert("a", 0.95, 1), upsert("b", 0.97, 1))) == [3, 3]
         after = calls(redis_client)
         delta = {k: after.get(k, 0) - before.get(k, 0) for k in ("multi", "exec", "evalsha", "set")}
-        assert delta == {"multi": 0, "exec": 0, "evalsha": 2, "set": 1}
+        assert delta == {"multi": 0, "exec": 0, "evalsha": 1, "set": 1}  # one chunk: one call
+        many = [upsert(f"c{i}", 0.95, 1) for i in range(ROUND_CHUNK + 1)]
+        before = calls(redis_client)
+        assert writer.write_now(batch(*many)) == [3] * len(many)
+        after = calls(redis_client)
+        delta = {k: after.get(k, 0) - before.get(k, 0) for k in ("multi", "exec", "evalsha", "set")}
+        assert delta == {"multi": 0, "exec": 0, "evalsha": 2, "set": 1}  # a chunk and one change
     finally:
         writer.close()
 
@@ -102,7 +108,7 @@ def test_a_round_with_removals_asks_redis_nothing_about_its_scripts(redis_server
         after = calls(redis_client)
         delta = {k: after.get(k, 0) - before.get(k, 0) for k in after if after.get(k, 0) != before.get(k, 0)}
         assert {k for k in delta if k.startswith("script")} == set()
-        assert (delta["evalsha"], delta["set"]) == (3, 1)
+        assert (delta["evalsha"], delta["set"]) == (1, 1)
     finally:
         writer.close()
 

@@ -1,5 +1,6 @@
-"""Each branch of the sink's Lua scripts (connectors/redis/portfolio_sink.py `_UPSERT`, `_REMOVE`)
-against the real redis-server, plus the writer's coalescing.
+"""Each branch of the sink's Lua script (connectors/redis/portfolio_sink.py `_ROUND`: its
+`upsert` and `remove`, the loop over a chunk) against the real redis-server, plus the writer's
+coalescing.
 
 mutmut does not mutate Lua inside a Python string, so these tests stand in for it: every
 guard and every write of the scripts has a test that fails when it is flipped or dropped
@@ -17,7 +18,7 @@ import orjson
 import pytest
 import redis
 
-from connectors.redis.portfolio_sink import PortfolioWriter, change_key, portfolio_json
+from connectors.redis.portfolio_sink import REFUSED, ROUND_CHUNK, PortfolioWriter, change_key, portfolio_json
 from connectors.redis.layout import RedisKeys
 from connectors.redis.server import EmbeddedRedis
 from polyalphascan.records import (
@@ -362,13 +363,26 @@ def layout(client: redis.Redis, keys: RedisKeys) -> dict[str, object]:
     return {"hashes": hashes, "zsets": zsets, "stream": [f for _id, f in client.xrange(keys.changes)]}
 
 
+#: the removal script as it was when each change was its own script call: the reference
+DECODING_REMOVE = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('DEL', KEYS[1])
+redis.call('ZREM', KEYS[6], ARGV[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('ZREM', KEYS[3], ARGV[1])
+redis.call('ZREM', KEYS[5], ARGV[1])
+redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[3], '*', 'op', 'remove', 'id', ARGV[1], 'data', '', 'reason', ARGV[2])
+return 1
+"""
+
+
 def test_the_script_writes_what_the_decoding_script_wrote(writer: PortfolioWriter, redis_client: redis.Redis,
                                                           alerts: Alerts) -> None:
     """Random quotes (odd floats, None values, unicode, quotes and `%` in the text), replays, older
     timestamps and removals, written by the writer and by the script that decoded `data`: the same
     hashes (field for field, byte for byte), scores, stream entries, alerts and results."""
     ref_keys = RedisKeys("ref")
-    ref, ref_remove = redis_client.script_load(DECODING_UPSERT), redis_client.script_load(writer._remove.script)
+    ref, ref_remove = redis_client.script_load(DECODING_UPSERT), redis_client.script_load(DECODING_REMOVE)
     ref_alerts = redis_client.pubsub()
     ref_alerts.subscribe(ref_keys.alerts)
     assert ref_alerts.get_message(timeout=2)["type"] == "subscribe"
@@ -400,21 +414,49 @@ def test_the_script_writes_what_the_decoding_script_wrote(writer: PortfolioWrite
     assert [orjson.dumps(a) for a in alerts.read(len(ref_got))] == [orjson.dumps(orjson.loads(d)) for d in ref_got]
 
 
-def test_an_error_reply_in_a_round_is_raised_and_the_next_round_reads_its_own_replies(
+def test_a_change_redis_refuses_is_counted_and_the_rest_of_its_round_is_written(
         writer: PortfolioWriter, redis_client: redis.Redis) -> None:
-    """Every reply of a round is read before its first error is raised: the pooled connection
-    stays in step for the next round."""
+    """A key of another type (or anything else Redis raises on) costs that change only: the
+    others of its chunk are written, the refused one is answered -1, counted, never retried."""
     other = upsert(0.9, 1, spec=LLM_SPEC, guaranteed=False, tier=2)
     redis_client.set(KEYS.portfolio(CID), "not a hash")
-    with pytest.raises(redis.exceptions.ResponseError, match="WRONGTYPE"):
-        writer.write_now({CID: upsert(0.9, 1), other.quote.cover_id: other})
+    assert writer.write_now({CID: upsert(0.9, 1), other.quote.cover_id: other}) == [REFUSED, 2]  # + llm alert
+    assert writer.metrics.get("rejected_refused") == 1
     assert float(redis_client.hget(KEYS.portfolio(other.quote.cover_id), "cost")) == 0.9  # written
+    assert redis_client.zscore(KEYS.ranking, CID) is None  # nothing of the refused one
+    writer._write_round({CID: PortfolioRemoved(CID, "filtered"), other.quote.cover_id: other})  # noqa: SLF001
+    assert writer.metrics.get("rejected_refused") == 1  # a removal of a plain key: it goes
+    assert (writer.metrics.get("written"), writer.metrics.get("noop")) == (1, 1)
     redis_client.delete(KEYS.portfolio(CID))
     assert writer.write_now({CID: upsert(0.9, 2), other.quote.cover_id: other}) == [3, 0]
     assert writer.write_now({CID: PortfolioRemoved(CID, "filtered")}) == [1]
 
 
-def test_both_scripts_are_loaded_again_when_redis_lost_them(writer: PortfolioWriter,
+def test_a_round_of_several_chunks_writes_what_one_change_a_round_writes(
+        redis_server: EmbeddedRedis, redis_client: redis.Redis) -> None:
+    """`ROUND_CHUNK` changes per script call: a round of 2.5 chunks (upserts and removals mixed)
+    gives the results and the layout of the same changes written one per round."""
+    rng = random.Random(5)
+    many, one = RedisKeys("chunks-many"), RedisKeys("chunks-one")
+    chunked = PortfolioWriter(redis_server.url, many, stream_max_len=10_000)
+    single = PortfolioWriter(redis_server.url, one, stream_max_len=10_000)
+    try:
+        first = [random_upsert(rng, c, 1000) for c in range(ROUND_CHUNK * 5 // 2)]
+        later = [PortfolioRemoved(change_key(ch), "filtered") if i % 3 == 0 else random_upsert(rng, i, 2000)
+                 for i, ch in enumerate(first)]
+        for changes in (first, later):
+            batch = {change_key(ch): ch for ch in changes}
+            got = chunked.write_now(batch)
+            want = [r for ch in batch.values() for r in single.write_now({change_key(ch): ch})]
+            assert got == want and len(got) == len(batch) > 2 * ROUND_CHUNK
+        assert layout(redis_client, many) == layout(redis_client, one)
+        assert len(layout(redis_client, many)["stream"]) > 2 * ROUND_CHUNK  # type: ignore[arg-type]
+    finally:
+        chunked.close()
+        single.close()
+
+
+def test_the_script_is_loaded_again_when_redis_lost_it(writer: PortfolioWriter,
                                                             redis_client: redis.Redis) -> None:
     write(writer, upsert(0.9, 1))
     redis_client.script_flush()

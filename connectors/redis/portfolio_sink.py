@@ -3,14 +3,17 @@
 `PortfolioSink` is a Bytewax `DynamicSink`. `write_batch` never talks to Redis itself: it
 hands the batch to a per-partition write-behind writer (`connectors.redis.writer`) and
 returns at once, so a slow or absent Redis never stalls the dataflow. The writer coalesces
-per portfolio (the newest change wins), writes with one pipeline per round, and on a Redis
-error keeps everything it could not write and retries with backoff until Redis is back (the
-pending set is bounded by the number of live portfolios; `sink.pending` reports it). A
-portfolio that cannot be written (orjson refuses an integer above 2^64, say) is dropped and
-counted as `sink.rejected_unwritable`; the others are written and the thread keeps running
-(`sink.portfolio_writer_alive` is 1 while it does). Each write is one Lua script, so a
-replayed change (at-least-once delivery after recovery) is a no-op: identical or older
-data writes nothing, a removal of an absent portfolio writes nothing.
+per portfolio (the newest change wins), writes each round as one Lua script call per chunk
+of `ROUND_CHUNK` changes (Redis answers once per chunk), and on a Redis error keeps
+everything it could not write and retries with backoff until Redis is back (the pending set
+is bounded by the number of live portfolios; `sink.pending` reports it). A portfolio that
+cannot be written (orjson refuses an integer above 2^64, say) is dropped and counted as
+`sink.rejected_unwritable`; one Redis refuses (a key of another type under the prefix) is
+dropped and counted as `sink.rejected_refused`; the others are written and the thread keeps
+running (`sink.portfolio_writer_alive` is 1 while it does). Each change is applied by the
+script as a unit that checks what is stored, so a replayed change (at-least-once delivery
+after recovery) is a no-op: identical or older data writes nothing, a removal of an absent
+portfolio writes nothing.
 """
 
 from __future__ import annotations
@@ -26,78 +29,117 @@ from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from connectors.redis.layout import SCHEMA_VERSION, RedisKeys
 from connectors.redis.writer import WriteBehind
 from operators.pricing import CURVE_SIZES
+from polyalphascan.logs import RateLimitedLog, get_logger
 from polyalphascan.metrics import MetricGroup
 from polyalphascan.records import PortfolioChange, PortfolioQuote, PortfolioUpsert
+
+_refusals = RateLimitedLog(get_logger(__name__))
 
 #: `curve` keys in the JSON: the share-set counts as text ("10", "100", "1000")
 CURVE_KEYS = tuple(f"{c:g}" for c in CURVE_SIZES)
 
-# KEYS: hash, ranking, opportunities, stream, alerts channel, llm opportunities, annualised ranking
-# ARGV: id, data (the portfolio JSON), maxlen, values: a JSON array of the quote's values the script
-#       reads (`SCRIPT_FIELDS`), written by the same `orjson.dumps` as `data`, so it decodes to the
-#       numbers a decode of `data` would give. The script decodes those ~150 bytes, never `data`
-#       itself (1-3 KB of questions and explanation: that decode was most of the script's CPU).
+# One script call writes a whole chunk of a round (`ROUND_CHUNK` changes at most): Redis then
+# answers once per chunk, not once per change, so the writer thread wakes (and takes the GIL
+# back from the dataflow) a few times per round instead of once per few changes.
+# KEYS: ranking, opportunities, stream, alerts channel, llm opportunities, annualised ranking,
+#       then the hash of each change.
+# ARGV: maxlen, then 4 per change: op ('u' upsert, 'r' removal), id, data (the portfolio JSON)
+#       or the removal's reason, values (upserts: a JSON array of the quote's values the script
+#       reads, `SCRIPT_FIELDS`, written by the same `orjson.dumps` as data, so it decodes to the
+#       numbers a decode of data would give; the script never decodes data itself, 1-3 KB of
+#       questions and explanation).
+# Returns one reply per change: 0 nothing written (identical or older data, an absent
+# portfolio removed), else 1 + the alerts published; or the text of the error Redis raised on it.
 # A guaranteed portfolio's profit is riskless: it goes to `opportunities` and raises the
 # `tier1` / `profitable` alerts. An LLM portfolio (not guaranteed) is a bet on the LLM being
 # right: it goes to `llm_opportunities` and raises only `llm_profitable`, never the others.
-_UPSERT = """
-local cur = redis.call('HMGET', KEYS[1], 'updated_ms', 'tier', 'net_profit')
-local v = cjson.decode(ARGV[4])
-local kind, guaranteed, updated_ms, annualised = v[1], v[2], v[3], v[4]
-local expected_profit, tier, net_profit = v[10], v[11], v[13]
-if cur[1] then
-  local seen = tonumber(cur[1])
-  if seen > updated_ms then return 0 end
-  -- data carries updated_ms: only a write of the same instant can be a replay of this one
-  if seen == updated_ms and redis.call('HGET', KEYS[1], 'data') == ARGV[2] then return 0 end
+_ROUND = """
+local RANKING, OPPORTUNITIES, STREAM, ALERTS, LLM_OPPORTUNITIES, ANNUALISED =
+  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local maxlen = ARGV[1]
+
+local function alert(name, id, data)
+  redis.call('PUBLISH', ALERTS, '{"alert":"' .. name .. '","id":"' .. id .. '","data":' .. data .. '}')
 end
--- the sorted sets hold a portfolio exactly while its last write was profitable
-local was_profitable = cur[3] and tonumber(cur[3]) > 1e-9
-redis.call('HSET', KEYS[1], 'data', ARGV[2], 'updated_ms', string.format('%d', updated_ms),
-  'expected_profit', expected_profit, 'profit', v[7], 'tier', tier, 'kind', kind,
-  'guaranteed', guaranteed and 1 or 0, 'cost', v[5], 'payout', v[6], 'profit_pct', v[8],
-  'coverage', v[9], 'size_at_profit', v[12], 'net_profit', net_profit,
-  'annualised', annualised == cjson.null and '' or annualised)
-redis.call('ZADD', KEYS[2], expected_profit, ARGV[1])
--- an opportunity is a basket that makes money net of fees at a size every leg can order
-local profitable = net_profit > 1e-9
-local opportunities = guaranteed and KEYS[3] or KEYS[6]
-if profitable then redis.call('ZADD', opportunities, net_profit, ARGV[1])
-elseif was_profitable then redis.call('ZREM', opportunities, ARGV[1]) end
-if profitable and annualised ~= cjson.null then redis.call('ZADD', KEYS[7], annualised, ARGV[1])
-elseif was_profitable then redis.call('ZREM', KEYS[7], ARGV[1]) end
-redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[3], '*', 'op', 'upsert', 'id', ARGV[1], 'data', ARGV[2])
-local alerts = 0
-local turned_profitable = profitable and not was_profitable
-if not guaranteed then
+
+local function upsert(hash, id, data, values)
+  local cur = redis.call('HMGET', hash, 'updated_ms', 'tier', 'net_profit')
+  local v = cjson.decode(values)
+  local kind, guaranteed, updated_ms, annualised = v[1], v[2], v[3], v[4]
+  local expected_profit, tier, net_profit = v[10], v[11], v[13]
+  if cur[1] then
+    local seen = tonumber(cur[1])
+    if seen > updated_ms then return 0 end
+    -- data carries updated_ms: only a write of the same instant can be a replay of this one
+    if seen == updated_ms and redis.call('HGET', hash, 'data') == data then return 0 end
+  end
+  -- the sorted sets hold a portfolio exactly while its last write was profitable
+  local was_profitable = cur[3] and tonumber(cur[3]) > 1e-9
+  redis.call('HSET', hash, 'data', data, 'updated_ms', string.format('%d', updated_ms),
+    'expected_profit', expected_profit, 'profit', v[7], 'tier', tier, 'kind', kind,
+    'guaranteed', guaranteed and 1 or 0, 'cost', v[5], 'payout', v[6], 'profit_pct', v[8],
+    'coverage', v[9], 'size_at_profit', v[12], 'net_profit', net_profit,
+    'annualised', annualised == cjson.null and '' or annualised)
+  redis.call('ZADD', RANKING, expected_profit, id)
+  -- an opportunity is a basket that makes money net of fees at a size every leg can order
+  local profitable = net_profit > 1e-9
+  local opportunities = guaranteed and OPPORTUNITIES or LLM_OPPORTUNITIES
+  if profitable then redis.call('ZADD', opportunities, net_profit, id)
+  elseif was_profitable then redis.call('ZREM', opportunities, id) end
+  if profitable and annualised ~= cjson.null then redis.call('ZADD', ANNUALISED, annualised, id)
+  elseif was_profitable then redis.call('ZREM', ANNUALISED, id) end
+  redis.call('XADD', STREAM, 'MAXLEN', '~', maxlen, '*', 'op', 'upsert', 'id', id, 'data', data)
+  local alerts = 0
+  local turned_profitable = profitable and not was_profitable
+  if not guaranteed then
+    if turned_profitable then
+      alert('llm_profitable', id, data)
+      alerts = alerts + 1
+    end
+    return 1 + alerts
+  end
+  if tier == 1 and (not cur[2] or tonumber(cur[2]) ~= 1) then
+    alert('tier1', id, data)
+    alerts = alerts + 1
+  end
   if turned_profitable then
-    redis.call('PUBLISH', KEYS[5], '{"alert":"llm_profitable","id":"' .. ARGV[1] .. '","data":' .. ARGV[2] .. '}')
+    alert('profitable', id, data)
     alerts = alerts + 1
   end
   return 1 + alerts
 end
-if tier == 1 and (not cur[2] or tonumber(cur[2]) ~= 1) then
-  redis.call('PUBLISH', KEYS[5], '{"alert":"tier1","id":"' .. ARGV[1] .. '","data":' .. ARGV[2] .. '}')
-  alerts = alerts + 1
-end
-if turned_profitable then
-  redis.call('PUBLISH', KEYS[5], '{"alert":"profitable","id":"' .. ARGV[1] .. '","data":' .. ARGV[2] .. '}')
-  alerts = alerts + 1
-end
-return 1 + alerts
-"""
 
-# KEYS: hash, ranking, opportunities, stream, llm opportunities, annualised ranking   ARGV: id, reason, maxlen
-_REMOVE = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-redis.call('DEL', KEYS[1])
-redis.call('ZREM', KEYS[6], ARGV[1])
-redis.call('ZREM', KEYS[2], ARGV[1])
-redis.call('ZREM', KEYS[3], ARGV[1])
-redis.call('ZREM', KEYS[5], ARGV[1])
-redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[3], '*', 'op', 'remove', 'id', ARGV[1], 'data', '', 'reason', ARGV[2])
-return 1
+local function remove(hash, id, reason)
+  if redis.call('EXISTS', hash) == 0 then return 0 end
+  redis.call('DEL', hash)
+  redis.call('ZREM', ANNUALISED, id)
+  redis.call('ZREM', RANKING, id)
+  redis.call('ZREM', OPPORTUNITIES, id)
+  redis.call('ZREM', LLM_OPPORTUNITIES, id)
+  redis.call('XADD', STREAM, 'MAXLEN', '~', maxlen, '*', 'op', 'remove', 'id', id, 'data', '', 'reason', reason)
+  return 1
+end
+
+local out = {}
+for i = 1, #KEYS - 6 do
+  local a = 2 + (i - 1) * 4
+  local ok, r
+  if ARGV[a] == 'u' then
+    ok, r = pcall(upsert, KEYS[6 + i], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3])
+  else
+    ok, r = pcall(remove, KEYS[6 + i], ARGV[a + 1], ARGV[a + 2])
+  end
+  -- a change Redis refuses (a key of another type, values it cannot read) is answered with
+  -- the error's text: the others in the chunk are written all the same
+  if ok then out[i] = r else out[i] = type(r) == 'table' and tostring(r.err) or tostring(r) end
+end
+return out
 """
+#: a change's result when Redis refused it (`rejected_refused` in the sink's metrics)
+REFUSED = -1
+#: changes per script call: Redis runs one call without pause (about 40 µs a change), so a
+#: chunk holds other clients back for a few ms at most
+ROUND_CHUNK = 200
 
 
 def change_key(change: PortfolioChange) -> str:
@@ -203,12 +245,10 @@ class PortfolioWriter:
         self.metrics = metrics if metrics is not None else MetricGroup("sink")
         self.client = redis.Redis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=2)
         self.stream_max_len = stream_max_len
-        self._upsert = self.client.register_script(_UPSERT)
-        self._remove = self.client.register_script(_REMOVE)
+        self._round = self.client.register_script(_ROUND)
         k = keys
-        self._upsert_keys = (k.ranking, k.opportunities, k.changes, k.alerts, k.llm_opportunities,
+        self._shared_keys = (k.ranking, k.opportunities, k.changes, k.alerts, k.llm_opportunities,
                              k.ranking_annualised)
-        self._remove_keys = (k.ranking, k.opportunities, k.changes, k.llm_opportunities, k.ranking_annualised)
         self._schema_set = hiredis.pack_command(("SET", k.schema, str(SCHEMA_VERSION)))
         self.behind: WriteBehind[PortfolioChange] = WriteBehind(
             self.client, self._write_round, live=lambda c: isinstance(c, PortfolioUpsert), metrics=self.metrics,
@@ -229,40 +269,58 @@ class PortfolioWriter:
         return self.behind.thread_health()
 
     def write_now(self, batch: dict[str, PortfolioChange]) -> list[int]:
-        """One pipelined round trip for the batch; returns each script's result. The scripts are
-        called by their SHA without asking Redis whether it has them (that would be a second
-        round trip per batch); when Redis lost them (a restart without persistence), the batch
-        is written once more after loading them (every write is idempotent)."""
+        """One pipelined round trip for the batch; returns each change's result. The script is
+        called by its SHA without asking Redis whether it has it (that would be a second round
+        trip per batch); when Redis lost it (a restart without persistence), the batch is
+        written once more after loading it (every write is idempotent)."""
         try:
             return self._pipeline(batch)
         except redis.exceptions.NoScriptError:
-            self.client.script_load(_UPSERT)
-            self.client.script_load(_REMOVE)
+            self.client.script_load(_ROUND)
             return self._pipeline(batch)
 
     def _pipeline(self, batch: dict[str, PortfolioChange]) -> list[int]:
         """The batch as one packed text (redis-py's pipeline bookkeeping per command cost more
         than the rest of the round), sent and answered on one pooled connection."""
-        replies = self._round_trip(self._pack(batch), len(batch) + 1)
-        return [int(r) for r in replies[:-1]]
+        payload, calls = self._pack(batch)
+        replies = self._round_trip(payload, calls + 1)
+        results = [r for chunk in replies[:-1] for r in chunk]  # type: ignore[union-attr]
+        out: list[int] = []
+        for key, r in zip(batch, results):
+            if isinstance(r, int):
+                out.append(r)
+            else:  # refused by Redis: never retried (it would be refused again), counted
+                out.append(REFUSED)
+                self._refused(key, r)
+        return out
 
-    def _pack(self, batch: dict[str, PortfolioChange]) -> bytes:
-        """EVALSHA of each change, then SET of the schema version (each command encoded by
-        hiredis, as redis-py itself does, without its per-command bookkeeping)."""
+    def _refused(self, key: str, error: object) -> None:
+        self.metrics.inc("rejected_refused")
+        _refusals.warning("refused", "portfolio_write_refused", portfolio=key,
+                          error=(error.decode(errors="replace") if isinstance(error, bytes) else str(error))[:200])
+
+    def _pack(self, batch: dict[str, PortfolioChange]) -> tuple[bytes, int]:
+        """The round script over chunks of `ROUND_CHUNK` changes, then SET of the schema version
+        (each command encoded by hiredis, as redis-py itself does, without its per-command
+        bookkeeping); returns the text and the number of script calls."""
         pack = hiredis.pack_command
-        upsert_sha, upsert_keys = self._upsert.sha, self._upsert_keys
-        remove_sha, remove_keys = self._remove.sha, self._remove_keys
-        portfolio, maxlen = self.keys.portfolio, str(self.stream_max_len)
+        sha, shared, portfolio = self._round.sha, self._shared_keys, self.keys.portfolio
+        maxlen = str(self.stream_max_len)
+        items = list(batch.items())
         parts: list[bytes] = []
-        for key, change in batch.items():
-            if isinstance(change, PortfolioUpsert):
-                parts.append(pack(("EVALSHA", upsert_sha, "7", portfolio(key), *upsert_keys, key,
-                                   portfolio_json(change), maxlen, script_values(change.quote))))
-            else:
-                parts.append(pack(("EVALSHA", remove_sha, "6", portfolio(key), *remove_keys, key, change.reason,
-                                   maxlen)))
+        for start in range(0, len(items), ROUND_CHUNK):
+            chunk = items[start:start + ROUND_CHUNK]
+            hashes: list[str] = []
+            args: list[str | bytes] = [maxlen]
+            for key, change in chunk:
+                hashes.append(portfolio(key))
+                if isinstance(change, PortfolioUpsert):
+                    args += ("u", key, portfolio_json(change), script_values(change.quote))
+                else:
+                    args += ("r", key, change.reason, "")
+            parts.append(pack(("EVALSHA", sha, str(len(shared) + len(chunk)), *shared, *hashes, *args)))
         parts.append(self._schema_set)
-        return b"".join(parts)
+        return b"".join(parts), len(parts) - 1
 
     def _round_trip(self, payload: bytes, replies: int) -> list[object]:
         """Send `payload` and read its `replies` on a pooled connection, retried (reconnecting)
@@ -286,7 +344,7 @@ class PortfolioWriter:
             if isinstance(change, PortfolioUpsert) and change.quote.updated_ms])
         written = sum(1 for r in results if r > 0)
         m.inc("written", written)
-        m.inc("noop", len(results) - written)
+        m.inc("noop", sum(1 for r in results if r == 0))
         m.inc("alerts", sum(r - 1 for r in results if r > 1))
 
     def flush(self, timeout: float = 10.0) -> bool:
