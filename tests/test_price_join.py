@@ -172,6 +172,17 @@ def test_depth_beyond_the_top_reprices_the_side_that_buys_it() -> None:
     assert group.get("repriced") == repriced + 2
 
 
+def test_a_repricing_that_changes_no_number_publishes_nothing() -> None:
+    group = MetricGroup("portfolios")
+    s = shard(group=group)
+    spec = pair(1, 2)  # 0.62 + (1 - 0.50) = 1.12: loses money at the top, so no walk, no size
+    (first,) = feed(s, ("reg", spec), prices(px(1, 0.40, 0.62), px(2, 0.50, 0.52)))
+    repriced = group.get("repriced")
+    deeper = PriceUpdate("y1", 0.40, 0.62, 10.0, 10.0, 2, 2, asks=(0.62, 10.0, 0.65, 50.0))
+    assert feed(s, prices(deeper)) == []  # re-priced (a level it would buy moved), same numbers
+    assert group.get("repriced") == repriced + 1 and s.published[spec.id] == first.quote
+
+
 def test_new_terms_of_a_live_cover_reprice_it_with_the_fee() -> None:
     """Gamma starts charging a fee on a market (same cover id, new leg terms): re-priced with
     the fee; the same spec again is a no-op."""
@@ -485,10 +496,11 @@ def test_errors_are_reported_as_what_was_raised() -> None:
     spec = pair(1, 2)
     feed(s, ("reg", spec), prices(px(1, 0.40, 0.42), px(2, 0.5, 0.52)))
     feed(s, ("px", {"y1": "junk"}))  # a price message built by hand, not by the router
+    feed(s, ("bogus",))  # a message of one field
     t = shard(errors=errors.append)
     feed(t, ("reg", spec), prices(px(1, 0.40, 0.42), px(2, 0.5, 0.52)))
     feed(t, prices(PriceUpdate("y2", 0.45, "junk", 10.0, 10.0, 2, 2)))  # pricing on it raises
-    assert [type(e) for e in errors] == [AttributeError, TypeError]
+    assert [type(e) for e in errors] == [AttributeError, ValueError, TypeError]
     route_errors: list[Exception] = []
     price_batches(["0"], route_errors.append)([("y1", 0.4)])
     assert "tuple" in str(route_errors[0])
@@ -522,7 +534,26 @@ def test_a_flow_counts_what_it_drops_and_goes_on() -> None:
     assert final_state(out) == {spec.id: best(spec, px(1, 0.40, 0.42), px(2, 0.5, 0.52))}
 
 
-def test_a_flow_resumes_its_covers_from_the_recovery_store(tmp_path: Any) -> None:
+def test_a_flow_without_steps_ends_on_a_bad_item_with_its_own_error() -> None:
+    with pytest.raises(Exception) as raised:
+        run_join([("y1", "not a price")], [pair(1, 2)], [])  # type: ignore[list-item]
+    chain, exc = [], raised.value
+    while exc is not None:
+        chain.append(str(exc))
+        exc = exc.__cause__ or exc.__context__
+    assert any("not a PriceUpdate: tuple" in text for text in chain), chain
+
+
+def test_a_top_of_book_flow_prices_from_the_top_alone() -> None:
+    spec = pair(1, 2)
+    deep = PriceUpdate("y1", 0.40, 0.42, 10.0, 10.0, 1, 1, asks=(0.42, 10.0, 0.43, 50.0))
+    out = run_join_steps([deep, px(2, 0.5, 0.52)], [spec], MetricGroup("steps"), depth=False)
+    assert final_state(out) == {spec.id: price_cover(spec, {"y1": deep, "y2": px(2, 0.5, 0.52)}, min_coverage=MIN_COV,
+                                                     max_cost=MAX_COST, depth=False)}
+
+
+@pytest.mark.parametrize("recoverable", [True, False])
+def test_a_flow_resumes_its_covers_from_the_recovery_store(tmp_path: Any, recoverable: bool) -> None:
     from bytewax.recovery import RecoveryConfig, init_db_dir
     from bytewax.testing import TestingSource
 
@@ -537,7 +568,7 @@ def test_a_flow_resumes_its_covers_from_the_recovery_store(tmp_path: Any) -> Non
         prc = op.filter_map("prices", src, lambda x: x[1] if x[0] == "p" else None)
         cls = op.filter_map("closed", src, lambda x: None)
         op.output("out", portfolio_join("join", prc, cov, cls, min_coverage=MIN_COV, max_cost=MAX_COST,
-                                        recoverable=True), TestingSink(out))
+                                        recoverable=recoverable), TestingSink(out))
         run_main(flow, epoch_interval=timedelta(seconds=0), recovery_config=RecoveryConfig(str(tmp_path)))
         return out
 
@@ -546,4 +577,7 @@ def test_a_flow_resumes_its_covers_from_the_recovery_store(tmp_path: Any) -> Non
     # the resumed run: the source goes on after the cover, only books arrive
     books = [("p", px(1, 0.40, 0.42)), ("p", px(2, 0.5, 0.52))]
     out = once(first + books)
-    assert final_state(out) == {spec.id: best(spec, px(1, 0.40, 0.42), px(2, 0.5, 0.52))}
+    if recoverable:
+        assert final_state(out) == {spec.id: best(spec, px(1, 0.40, 0.42), px(2, 0.5, 0.52))}
+    else:  # a flow told it runs without a store snapshots nothing: the resumed join has no covers
+        assert out == []
