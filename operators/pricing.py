@@ -132,21 +132,16 @@ class Walk:
         self.leg_cost, self.leg_fee, self.worst = leg_cost, leg_fee, worst
 
 
-def walk(terms: list[MarketTerms], books: list[tuple[float, ...]], payout: float,
-         flips: list[bool] | None = None, top_cost: float | None = None) -> Walk:
-    """Walk the legs' books (flat, best first) for equal share counts (module docstring). A basket
-    that loses money on its first share-set stops there: size 0 and no curve. Two phases: while
+def walk(terms: list[MarketTerms], books: list[tuple[float, ...]], payout: float, flips: list[bool]) -> Walk:
+    """Walk the legs' books (flat, best first; `flips[i]`: leg i's prices are YES bids to flip)
+    for equal share counts (module docstring). `evaluate` calls it only for a basket that makes
+    money on its first share-set (it tells the others apart itself). Two phases: while
     profitable, with the per-leg bookkeeping of the order; then, for the curve only, the margin."""
     n = len(books)
-    flip = flips or [False] * n
+    flip = flips
     rates = [t.fee_rate for t in terms]
     charged = [r > 0.0 for r in rates]
     taxed = any(charged)
-    if top_cost is not None:  # deeper levels only cost more: a loss at the top is a loss all the way
-        top_fees = sum(fee_per_share(terms[i], round(1.0 - books[i][0], 10) if flip[i] else books[i][0])
-                       for i in range(n) if rates[i] > 0.0) if taxed else 0.0
-        if payout - top_cost - top_fees <= EPS:
-            return Walk(0.0, 0.0, 0.0, 0.0, (), [0.0] * n, [0.0] * n, [0.0] * n)
     rn = range(n)
     idx = [0] * n
     left = [b[1] if b else 0.0 for b in books]

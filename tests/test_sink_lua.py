@@ -415,13 +415,15 @@ def test_the_script_writes_what_the_decoding_script_wrote(writer: PortfolioWrite
 
 
 def test_a_change_redis_refuses_is_counted_and_the_rest_of_its_round_is_written(
-        writer: PortfolioWriter, redis_client: redis.Redis) -> None:
+        writer: PortfolioWriter, redis_client: redis.Redis, capsys: pytest.CaptureFixture[str]) -> None:
     """A key of another type (or anything else Redis raises on) costs that change only: the
     others of its chunk are written, the refused one is answered -1, counted, never retried."""
     other = upsert(0.9, 1, spec=LLM_SPEC, guaranteed=False, tier=2)
     redis_client.set(KEYS.portfolio(CID), "not a hash")
     assert writer.write_now({CID: upsert(0.9, 1), other.quote.cover_id: other}) == [REFUSED, 2]  # + llm alert
     assert writer.metrics.get("rejected_refused") == 1
+    logged = [line for line in capsys.readouterr().out.splitlines() if "portfolio_write_refused" in line]
+    assert len(logged) == 1 and f"portfolio={CID}" in logged[0] and "WRONGTYPE Operation against a key" in logged[0]
     assert float(redis_client.hget(KEYS.portfolio(other.quote.cover_id), "cost")) == 0.9  # written
     assert redis_client.zscore(KEYS.ranking, CID) is None  # nothing of the refused one
     writer._write_round({CID: PortfolioRemoved(CID, "filtered"), other.quote.cover_id: other})  # noqa: SLF001
