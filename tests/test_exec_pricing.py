@@ -150,3 +150,57 @@ def test_a_real_order_book_with_a_real_fee_schedule() -> None:
     assert q.cost == pytest.approx(1.005) and (q.size_at_profit, q.net_profit) == (0.0, 0.0)
     assert q.curve == () and q.fees == 0.0 and q.legs[0].limit is None  # loses from the first share-set
     assert (q.legs[0].tick, q.legs[0].min_size, q.legs[0].neg_risk) == (0.001, 5.0, True)
+
+
+# ----------------------------------------------------------------------------- the small pure functions, at their edges
+def test_fee_per_share_at_its_edges() -> None:
+    from operators.pricing import fee_per_share as fee
+    assert fee(MarketTerms(fee_rate=0.0), 0.5) == 0.0 and fee(MarketTerms(fee_rate=-0.1), 0.5) == 0.0
+    assert fee(FEE5, 0.0) == 0.0 and fee(FEE5, 1.0) == 0.0 and fee(FEE5, 1.5) == 0.0  # no fee outside (0, 1)
+    assert fee(FEE5, 0.5) == 0.05 * 0.25 and fee(FEE5, 1e-9) > 0.0
+    assert fee(MarketTerms(fee_rate=0.1, fee_exponent=2.0), 0.5) == 0.1 * 0.25 ** 2
+
+
+def test_limit_price_at_its_edges() -> None:
+    assert limit_price(0.995, 0.01) == 1.0  # never above 1
+    assert limit_price(1.3, 0.01) == 1.0
+    assert limit_price(0.42, 0.01) == 0.42 and limit_price(0.421, 0.01) == 0.43
+    assert limit_price(0.3000000001, 0.01) == 0.3  # a float a hair above the grid is on it (6 decimals)
+    assert limit_price(0.30001, 0.01) == 0.31
+    assert limit_price(0.4237, 0.0) == 0.4237  # no tick: the price itself
+    assert limit_price(0.1 + 0.2, 0.1) == 0.3  # 0.30000000000000004 -> 0.3, not 0.30000000000000004
+    assert repr(limit_price(0.123456, 0.0001)) == "0.1235"
+
+
+def test_annualise_at_its_edges() -> None:
+    from operators.pricing import annualise
+    day_ms = 86_400_000
+    now = 1_767_225_600_000  # 2026-01-01T00:00:00Z
+    assert annualise(1.0, 10.0, "2026-12-31", now) == pytest.approx(0.1 * 365 / 364)
+    assert annualise(1.0, 10.0, "2026-01-01", now) == pytest.approx(0.1 * 365)  # today: one day at least
+    assert annualise(1.0, 10.0, "2026-01-02", now) == pytest.approx(0.1 * 365)
+    assert annualise(1.0, 10.0, "2026-01-03", now) == pytest.approx(0.1 * 365 / 2)
+    assert annualise(1.0, 10.0, "2026-01-03", now + day_ms - 1) == pytest.approx(0.1 * 365 / 2)  # the UTC day counts
+    assert annualise(1.0, 10.0, "2026-01-03", now + day_ms) == pytest.approx(0.1 * 365)
+    assert annualise(1.0, 0.0, "2026-12-31", now) is None and annualise(1.0, -1.0, "2026-12-31", now) is None
+    assert annualise(1.0, 10.0, "2026-12-31", 0) is None and annualise(1.0, 10.0, None, now) is None
+    assert annualise(1.0, 10.0, "2026-12-31", 1) is not None
+    assert annualise(1.0, 10.0, "not a date", now) is None
+
+
+def test_tier_bounds_take_the_bound_itself() -> None:
+    from operators.pricing import EPS, tier_of
+    assert [tier_of(c) for c in (1.0, 0.95, 0.95 - EPS, 0.9, 0.85, 0.85 - 2 * EPS)] == [1, 1, 1, 2, 3, 4]
+
+
+def test_a_taxed_leg_pays_its_top_fee_at_the_first_level_of_its_own_side() -> None:
+    """A taxed YES leg whose first ask level is not the announced best ask (an inconsistent
+    update): the early exit charges the fee at the level the walk would take, as the walk does."""
+    rich = MarketTerms(tick=0.01, fees_enabled=True, fee_rate=0.25)
+    spec = CoverSpec(CoverKind.TIMEFRAME, (Leg("a", Side.YES, "ya", "na", terms=rich),
+                                           Leg("b", Side.NO, "yb", "nb", terms=FREE)), True, 1.0)
+    # announced ask 0.40, first level 0.02: the fee at 0.02 is tiny, at 0.40 it would eat the edge
+    books = {"ya": PriceUpdate("ya", 0.01, 0.40, 10.0, 10.0, 1, 1, 0, False, (0.01, 10.0), (0.02, 10.0)),
+             "yb": PriceUpdate("yb", 0.45, 0.47, 10.0, 10.0, 1, 1, 0, False, (0.45, 10.0), (0.47, 10.0))}
+    quote, _ = evaluate(spec, books, min_coverage=0.0, max_cost=2.0)
+    assert quote is not None and quote.size_at_profit > 0 and quote.curve  # walked: profitable net of fees
