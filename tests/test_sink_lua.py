@@ -21,6 +21,7 @@ import redis
 from connectors.redis.portfolio_sink import REFUSED, ROUND_CHUNK, PortfolioWriter, change_key, portfolio_json
 from connectors.redis.layout import RedisKeys
 from connectors.redis.server import EmbeddedRedis
+from polyalphascan.logs import RateLimitedLog
 from polyalphascan.records import (
     CoverKind,
     CoverSpec,
@@ -414,16 +415,30 @@ def test_the_script_writes_what_the_decoding_script_wrote(writer: PortfolioWrite
     assert [orjson.dumps(a) for a in alerts.read(len(ref_got))] == [orjson.dumps(orjson.loads(d)) for d in ref_got]
 
 
+class Recorder:
+    """A logger that keeps its warnings."""
+
+    def __init__(self) -> None:
+        self.warnings: list[tuple[str, dict[str, object]]] = []
+
+    def warning(self, event: str, **kw: object) -> None:
+        self.warnings.append((event, kw))
+
+
 def test_a_change_redis_refuses_is_counted_and_the_rest_of_its_round_is_written(
-        writer: PortfolioWriter, redis_client: redis.Redis, capsys: pytest.CaptureFixture[str]) -> None:
+        writer: PortfolioWriter, redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch) -> None:
     """A key of another type (or anything else Redis raises on) costs that change only: the
     others of its chunk are written, the refused one is answered -1, counted, never retried."""
+    import connectors.redis.portfolio_sink as sink
+    log = Recorder()
+    monkeypatch.setattr(sink, "_refusals", RateLimitedLog(log))
     other = upsert(0.9, 1, spec=LLM_SPEC, guaranteed=False, tier=2)
     redis_client.set(KEYS.portfolio(CID), "not a hash")
     assert writer.write_now({CID: upsert(0.9, 1), other.quote.cover_id: other}) == [REFUSED, 2]  # + llm alert
     assert writer.metrics.get("rejected_refused") == 1
-    logged = [line for line in capsys.readouterr().out.splitlines() if "portfolio_write_refused" in line]
-    assert len(logged) == 1 and f"portfolio={CID}" in logged[0] and "WRONGTYPE Operation against a key" in logged[0]
+    ((event, fields),) = log.warnings
+    assert event == "portfolio_write_refused" and fields["portfolio"] == CID
+    assert str(fields["error"]).startswith("WRONGTYPE Operation against a key")
     assert float(redis_client.hget(KEYS.portfolio(other.quote.cover_id), "cost")) == 0.9  # written
     assert redis_client.zscore(KEYS.ranking, CID) is None  # nothing of the refused one
     writer._write_round({CID: PortfolioRemoved(CID, "filtered"), other.quote.cover_id: other})  # noqa: SLF001
