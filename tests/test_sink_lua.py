@@ -480,3 +480,34 @@ def test_the_script_is_loaded_again_when_redis_lost_it(writer: PortfolioWriter,
     assert writer.write_now({CID: PortfolioRemoved(CID, "filtered")}) == [1]
     redis_client.script_flush()
     assert writer.write_now({CID: upsert(0.9, 2), "absent": PortfolioRemoved("absent", "filtered")}) == [3, 0]
+
+
+def test_a_change_that_cannot_be_packed_after_chunks_were_sent_leaves_the_connection_in_step(
+        writer: PortfolioWriter, redis_client: redis.Redis) -> None:
+    """Chunks go to Redis as they are packed: when a later change cannot be packed (orjson
+    refuses a timestamp above 2^64), chunks already sent have replies nobody reads. The round
+    raises, and the next round on the same writer reads its own replies, not those."""
+    rng = random.Random(11)
+    sent = [random_upsert(rng, c, 1000) for c in range(ROUND_CHUNK + 3)]
+    poisoned = upsert(0.9, 2**65)
+    batch = {**{change_key(ch): ch for ch in sent}, CID: poisoned}
+    with pytest.raises(TypeError):  # orjson.JSONEncodeError
+        writer.write_now(batch)
+    fresh = [random_upsert(rng, 1000 + c, 5000) for c in range(3)]
+    assert writer.write_now({CID: upsert(0.9, 1), **{change_key(ch): ch for ch in fresh}})[0] == 3
+    again = writer.write_now({CID: upsert(0.9, 1)})
+    assert again == [0]  # identical data: a no-op, answered for this change
+    assert writer.write_now({change_key(ch): ch for ch in fresh}) == [0, 0, 0]
+
+
+def test_each_change_lands_when_its_chunk_is_answered(writer: PortfolioWriter) -> None:
+    """A round of 2.5 chunks: one landing time per change, shared by the changes of a chunk,
+    in chunk order (the latency metric's end point)."""
+    rng = random.Random(3)
+    changes = [random_upsert(rng, c, 1000) for c in range(ROUND_CHUNK * 5 // 2)]
+    before = time.time() * 1000
+    results, landed = writer._write({change_key(ch): ch for ch in changes})  # noqa: SLF001
+    assert len(results) == len(landed) == len(changes)
+    assert landed == sorted(landed)
+    assert all(t == landed[i // ROUND_CHUNK * ROUND_CHUNK] for i, t in enumerate(landed))
+    assert before <= landed[0] < landed[ROUND_CHUNK] < landed[2 * ROUND_CHUNK] <= time.time() * 1000
