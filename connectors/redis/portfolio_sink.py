@@ -297,7 +297,9 @@ class PortfolioWriter:
         """Send each chunk as soon as it is packed, so Redis runs one chunk while the next is
         being packed (before, the whole round was packed first and Redis idled meanwhile: the
         writer's capacity was 1 / (pack + Redis time) per change, now about 1 / Redis time);
-        then the SET of the schema version, then every reply. Returns each chunk's reply and
+        the SET of the schema version rides with the last chunk; then every reply is read.
+        Sends are few on purpose: each one gives the GIL to the worker, and the writer waits
+        up to the switch interval to get it back. Returns each chunk's reply and
         when it was read (epoch ms); raises the first error reply once every reply is read, so
         the connection stays in step. A failure while sending (packing a change raised, the
         socket broke) disconnects: replies of chunks already sent are never read on this
@@ -318,10 +320,13 @@ class PortfolioWriter:
                         args += ("u", key, portfolio_json(change), script_values(change.quote))
                     else:
                         args += ("r", key, change.reason, "")
-                conn.send_packed_command([pack((*head, str(len(shared) + len(chunk)), *shared, *hashes, *args))],
-                                         check_health=chunks == 0)
+                command = pack((*head, str(len(shared) + len(chunk)), *shared, *hashes, *args))
+                if start + ROUND_CHUNK >= len(items):
+                    command += self._schema_set  # one send less: each send gives the GIL away
+                conn.send_packed_command([command], check_health=chunks == 0)
                 chunks += 1
-            conn.send_packed_command([self._schema_set], check_health=False)
+            if not chunks:
+                conn.send_packed_command([self._schema_set], check_health=True)
         except BaseException:
             conn.disconnect()
             raise
