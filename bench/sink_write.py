@@ -105,7 +105,7 @@ class OldWriter(PortfolioWriter):
         self._old_upsert = self.client.register_script(OLD_UPSERT)
         self.client.script_load(OLD_UPSERT)
 
-    def _pipeline(self, batch: dict[str, PortfolioChange]) -> tuple[list[int], list[float]]:
+    def write_now(self, batch: dict[str, PortfolioChange]) -> list[int]:  # type: ignore[override]
         k = self.keys
         pipe = self.client.pipeline(transaction=False)
         maxlen = str(self.stream_max_len)
@@ -117,8 +117,7 @@ class OldWriter(PortfolioWriter):
             upsert(self._old_upsert.sha, 7, k.portfolio(key), ranking, opportunities, changes, alerts,
                    llm_opportunities, annualised, key, old_portfolio_json(change), maxlen)
         pipe.set(k.schema, SCHEMA_VERSION)
-        results = [int(r) for r in pipe.execute()[:-1]]
-        return results, [time.time() * 1000] * len(results)
+        return [int(r) for r in pipe.execute()[:-1]]
 
 
 WORDS = ("Will", "the", "Fed", "cut", "rates", "by", "June", "30", "2026", "Bitcoin", "reach", "$150,000",

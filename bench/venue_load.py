@@ -43,7 +43,9 @@ How.
   writes the sink's `written` (Lua upserts that changed something); RSS is psutil's at the
   end of the measured phase; `others cores` is the CPU every other process on the machine
   used meanwhile (cores busy, not counting this process and its Redis): on a shared box a
-  row with a high figure there measured contention, not the pipeline. `GC us` is the time the
+  row with a high figure there measured contention, not the pipeline; `steal cores` is the
+  CPU the hypervisor gave other guests while this VM wanted it (/proc/stat's steal; not in
+  `others`): a row with more than ~0.1 there was measured on a contended host. `GC us` is the time the
   cyclic garbage collector ran during the measured phase, per update. Every rate replays the
   same moves from the same books.
 - Each rate runs in a fresh child process (this script with internal options), given the
@@ -183,9 +185,14 @@ def build_venue(events: int, moves_needed: int, seed: int = 7) -> Venue:
 
 
 def _busy() -> float:
-    """CPU seconds the whole machine has been busy (every core, every process)."""
+    """CPU seconds the whole machine has been busy (every core, every process; not steal)."""
     t = psutil.cpu_times()
-    return sum(t) - t.idle - getattr(t, "iowait", 0.0)
+    return sum(t) - t.idle - getattr(t, "iowait", 0.0) - _steal()
+
+
+def _steal() -> float:
+    """CPU seconds the hypervisor has run other guests while this one was ready to run."""
+    return float(getattr(psutil.cpu_times(), "steal", 0.0))
 
 
 def _pct(xs: list[float], q: float) -> float:
@@ -365,6 +372,7 @@ def run(venue_path: str, rate: float, seconds: float, redis_url: str, redis_pid:
         if redis_proc is not None:
             marks["rcpu0"] = sum(redis_proc.cpu_times()[:2])
         marks["busy0"] = _busy()
+        marks["steal0"] = _steal()
         gc_time["on"] = True
         ready.set()
         if profile:  # py-spy on this process for the measured phase only (every thread)
@@ -415,6 +423,7 @@ def run(venue_path: str, rate: float, seconds: float, redis_url: str, redis_pid:
         "noop": sink_metrics.get("noop") / max(updates, 1),
         "rss_mb": source.rss_end / 2**20,
         "others": max(0.0, others),
+        "steal": (_steal() - marks["steal0"]) / max(wall, 1e-9),
         "wall": wall,
         "registration_s": marks["registration_s"],
         "reg_cpu": marks["reg_cpu"],
@@ -485,13 +494,13 @@ def main() -> None:
                   + (f"; tracker errors {r['tracker_errors']}" if r["tracker_errors"] else ""), flush=True)
     print()
     print(f"{'rate/s':>8}{'updates':>9}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'src lag':>9}{'CPU us':>8}"
-          f"{'GC us':>7}{'redis us':>9}{'reprice':>9}{'writes':>8}{'RSS MB':>8}{'others':>8}")
+          f"{'GC us':>7}{'redis us':>9}{'reprice':>9}{'writes':>8}{'RSS MB':>8}{'others':>8}{'steal':>7}")
     print(f"{'':>8}{'sent':>9}{'':>27}{'p99 ms':>9}{'/upd':>8}{'/upd':>7}{'/upd':>9}{'/upd':>9}{'/upd':>8}{'':>8}"
-          f"{'cores':>8}")
+          f"{'cores':>8}{'cores':>7}")
     for r in rows:
         print(f"{r['rate']:>8,.0f}{r['updates']:>9,}{r['p50']:>9.1f}{r['p95']:>9.1f}{r['p99']:>9.1f}"
               f"{r['lag_p99']:>9.1f}{r['cpu_us']:>8.0f}{r['gc_us']:>7.0f}{r['redis_cpu_us']:>9.0f}{r['repriced']:>9.2f}"
-              f"{r['written']:>8.2f}{r['rss_mb']:>8.0f}{r['others']:>8.2f}")
+              f"{r['written']:>8.2f}{r['rss_mb']:>8.0f}{r['others']:>8.2f}{r['steal']:>7.2f}")
     ok = [r for r in rows if r["p99"] <= P99_GOAL_MS]
     held = [r for r in ok if r["lag_p99"] <= P99_GOAL_MS]
     best = max((r["rate"] for r in ok), default=None)

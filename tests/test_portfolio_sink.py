@@ -262,11 +262,14 @@ def test_redis_restarted_empty_while_idle_gets_every_live_portfolio_back() -> No
             writer.submit([PortfolioRemoved(gone.quote.cover_id, "market_closed")])
             client = redis.Redis.from_url(server.url)
             wait_for(lambda: client.zcard(KEYS.ranking) == len(changes))
+            before = {c.quote.cover_id: client.hgetall(KEYS.portfolio(c.quote.cover_id)) for c in changes}
             client.close()
             server.restart()  # comes back with no data, no write in between
             client = redis.Redis.from_url(server.url)
             wait_for(lambda: client.zcard(KEYS.ranking) == len(changes), timeout=15)
             assert not client.exists(KEYS.portfolio(gone.quote.cover_id))
+            # the writer kept the quotes, not their text: serialized again, they are the same records
+            assert {cid: client.hgetall(KEYS.portfolio(cid)) for cid in before} == before
             client.close()
         finally:
             writer.close()

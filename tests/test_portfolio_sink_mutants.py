@@ -13,7 +13,7 @@ import time
 import redis
 
 from connectors.redis.layout import RedisKeys
-from connectors.redis.portfolio_sink import ROUND_CHUNK, PortfolioSink, PortfolioWriter, change_key
+from connectors.redis.portfolio_sink import ROUND_CHUNK, PortfolioSink, PortfolioWriter, change_key, pack_change
 from connectors.redis.server import EmbeddedRedis
 from polyalphascan.metrics import MetricGroup
 from polyalphascan.records import (CoverKind, CoverSpec, Leg, LegQuote, PortfolioChange, PortfolioQuote,
@@ -65,7 +65,7 @@ def test_a_round_counts_written_noop_alerts_and_the_latency_of_timed_upserts(
         round_ = batch(profitable, costly, untimed, PortfolioRemoved("absent", "market_closed"), replayed,
                        PortfolioRemoved(change_key(removed), "market_closed"))
         t0 = time.time() * 1000
-        writer._write_round(round_)
+        writer._write_round({key: pack_change(change) for key, change in round_.items()})  # as submitted
         elapsed = time.time() * 1000 - t0
         # results [3, 2, 2, 0, 0, 1] (new tier 1 + profit, new tier 1, new tier 1, absent, replay, removal):
         # 4 written, 2 no-ops, (3 - 1) + (2 - 1) + (2 - 1) = 4 alerts

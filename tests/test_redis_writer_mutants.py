@@ -247,3 +247,26 @@ def test_an_idle_writer_waits_between_restart_checks_it_does_not_spin() -> None:
         assert time.monotonic() - t0 >= 0.9
     finally:
         w.close(timeout=2)
+
+
+def test_a_live_value_is_remembered_in_the_form_remember_gives_and_rewritten_so() -> None:
+    """`remember`: what is kept for a restart is the remembered form of the newest live value
+    (not the value itself), and that form is what a restart writes again."""
+    rec, m, server = Recorder(), MetricGroup("t"), Server("r1")
+    w = writer(rec, m, server, remember=lambda v: ("kept", v), restart_check_every=1e9)
+    try:
+        w.submit([("a", 1), ("b", 2)])
+        w.submit([("a", 3), ("b", None)])
+        assert w.flush(timeout=5) is True
+        assert w.snapshot() == ({}, {"a": ("kept", 3)})
+        rec.failing.set()
+        w.submit([("c", 4)])
+        wait_for(lambda: m.get("write_errors") >= 1, what="a failed round")
+        server.run_id = "r2"
+        n = len(rec.batches)
+        rec.failing.clear()
+        rewrite = {"a": ("kept", 3), "c": ("kept", 4)}  # c was written on recovery, then it is live too
+        wait_for(lambda: rewrite in rec.batches[n:], what="the rewrite")
+        assert rec.batches[n:] == [{"c": 4}, rewrite]
+    finally:
+        w.close(timeout=2)

@@ -18,10 +18,12 @@ import orjson
 import pytest
 import redis
 
-from connectors.redis.portfolio_sink import REFUSED, ROUND_CHUNK, PortfolioWriter, change_key, portfolio_json
+from connectors.redis.portfolio_sink import (REFUSED, ROUND_CHUNK, PackedUpsert, PortfolioWriter, change_key,
+                                             pack_change, portfolio_json)
 from connectors.redis.layout import RedisKeys
 from connectors.redis.server import EmbeddedRedis
 from polyalphascan.logs import RateLimitedLog
+from polyalphascan.metrics import MetricGroup
 from polyalphascan.records import (
     CoverKind,
     CoverSpec,
@@ -33,6 +35,7 @@ from polyalphascan.records import (
     PortfolioUpsert,
     Side,
 )
+from tests.waiting import wait_for
 
 KEYS = RedisKeys("lua")
 LEGS = (Leg("m1", Side.YES, "y1", "n1", "Q1?", "e1"), Leg("m2", Side.NO, "y2", "n2", "Q2?", "e2"))
@@ -232,12 +235,12 @@ def test_writer_coalesces_newest_wins_and_forgets_removed_portfolios(redis_serve
         while len(pending) != 2 and time.monotonic() < deadline:
             time.sleep(0.01)
             pending, _ = w.behind.snapshot()
-        assert pending[CID].quote.cost == 0.8
+        assert orjson.loads(pending[CID].data)["cost"] == 0.8  # kept serialized, as submitted
         assert pending[other.quote.cover_id] == PortfolioRemoved(other.quote.cover_id, "filtered")
-        assert set(live) == {CID} and live[CID].quote.cost == 0.8
+        assert set(live) == {CID} and live[CID].quote.cost == 0.8  # the quote, not its text
         # a change that arrived while a batch was out is not overwritten by the batch coming back
-        w.behind._putback({CID: upsert(0.7, 0)})
-        assert w.behind.snapshot()[0][CID].quote.cost == 0.8
+        w.behind._putback({CID: pack_change(upsert(0.7, 0))})
+        assert orjson.loads(w.behind.snapshot()[0][CID].data)["cost"] == 0.8
     finally:
         w.close(timeout=0.5)
 
@@ -441,7 +444,7 @@ def test_a_change_redis_refuses_is_counted_and_the_rest_of_its_round_is_written(
     assert str(fields["error"]).startswith("WRONGTYPE Operation against a key")
     assert float(redis_client.hget(KEYS.portfolio(other.quote.cover_id), "cost")) == 0.9  # written
     assert redis_client.zscore(KEYS.ranking, CID) is None  # nothing of the refused one
-    writer._write_round({CID: PortfolioRemoved(CID, "filtered"), other.quote.cover_id: other})  # noqa: SLF001
+    writer._write_round({CID: PortfolioRemoved(CID, "filtered"), other.quote.cover_id: pack_change(other)})  # noqa: SLF001
     assert writer.metrics.get("rejected_refused") == 1  # a removal of a plain key: it goes
     assert (writer.metrics.get("written"), writer.metrics.get("noop")) == (1, 1)
     redis_client.delete(KEYS.portfolio(CID))
@@ -482,16 +485,16 @@ def test_the_script_is_loaded_again_when_redis_lost_it(writer: PortfolioWriter,
     assert writer.write_now({CID: upsert(0.9, 2), "absent": PortfolioRemoved("absent", "filtered")}) == [3, 0]
 
 
-def test_a_change_that_cannot_be_packed_after_chunks_were_sent_leaves_the_connection_in_step(
+def test_a_change_that_cannot_be_framed_after_chunks_were_sent_leaves_the_connection_in_step(
         writer: PortfolioWriter, redis_client: redis.Redis) -> None:
-    """Chunks go to Redis as they are packed: when a later change cannot be packed (orjson
-    refuses a timestamp above 2^64), chunks already sent have replies nobody reads. The round
-    raises, and the next round on the same writer reads its own replies, not those."""
+    """Chunks go to Redis as they are framed: when a later change cannot be framed (a value
+    hiredis does not take), chunks already sent have replies nobody reads. The round raises,
+    and the next round on the same writer reads its own replies, not those."""
     rng = random.Random(11)
     sent = [random_upsert(rng, c, 1000) for c in range(ROUND_CHUNK + 3)]
-    poisoned = upsert(0.9, 2**65)
+    poisoned = PackedUpsert(None, b"[]", upsert(0.9, 1))  # type: ignore[arg-type]
     batch = {**{change_key(ch): ch for ch in sent}, CID: poisoned}
-    with pytest.raises(TypeError):  # orjson.JSONEncodeError
+    with pytest.raises(TypeError):
         writer.write_now(batch)
     fresh = [random_upsert(rng, 1000 + c, 5000) for c in range(3)]
     assert writer.write_now({CID: upsert(0.9, 1), **{change_key(ch): ch for ch in fresh}})[0] == 3
@@ -506,8 +509,42 @@ def test_each_change_lands_when_its_chunk_is_answered(writer: PortfolioWriter) -
     rng = random.Random(3)
     changes = [random_upsert(rng, c, 1000) for c in range(ROUND_CHUNK * 5 // 2)]
     before = time.time() * 1000
-    results, landed = writer._write({change_key(ch): ch for ch in changes})  # noqa: SLF001
+    results, landed = writer._write({change_key(ch): pack_change(ch) for ch in changes})  # noqa: SLF001
     assert len(results) == len(landed) == len(changes)
     assert landed == sorted(landed)
     assert all(t == landed[i // ROUND_CHUNK * ROUND_CHUNK] for i, t in enumerate(landed))
     assert before <= landed[0] < landed[ROUND_CHUNK] < landed[2 * ROUND_CHUNK] <= time.time() * 1000
+
+
+def test_past_the_pack_ahead_backlog_upserts_wait_as_quotes_and_are_written_all_the_same(
+        redis_server: EmbeddedRedis, redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Upserts are serialized on the worker while the writer's backlog is under
+    `PACK_AHEAD_MAX`; past it they wait as quotes and the writer serializes them when it sends
+    them: same records, same latency samples."""
+    import connectors.redis.portfolio_sink as sink
+    monkeypatch.setattr(sink, "PACK_AHEAD_MAX", 2)
+    server = EmbeddedRedis().start()
+    server.stop()  # nothing is written: the backlog stays
+    w = PortfolioWriter(server.url, KEYS, backoff_initial=0.05, backoff_max=0.1)
+    try:
+        first = [upsert(0.9, 1), upsert(0.9, 1, spec=LLM_SPEC, guaranteed=False, tier=2)]
+        w.submit(first)
+        wait_for(lambda: len(w.behind.snapshot()[0]) == 2, what="the first two back in the backlog")
+        later = random_upsert(random.Random(2), 7, 5)
+        w.submit([later])
+        pending, live = w.behind.snapshot()
+        assert {k: type(v) for k, v in pending.items()} == {CID: PackedUpsert, LLM_SPEC.id: PackedUpsert,
+                                                           change_key(later): PortfolioUpsert}
+        assert all(isinstance(v, PortfolioUpsert) for v in live.values())  # the quotes are remembered
+    finally:
+        w.close(timeout=0.5)
+    m = MetricGroup("sink")
+    live_writer = PortfolioWriter(redis_server.url, KEYS, metrics=m)
+    try:
+        now = int(time.time() * 1000)
+        waiting = upsert(0.9, now - 1000)
+        live_writer._write_round({CID: waiting})  # noqa: SLF001 - as the writer thread gets it
+        assert m.get("written") == 1 and m.get("latency_ms_count") == 1 and m.get("latency_ms_sum") >= 1000
+        assert record(redis_client)["data"] == portfolio_json(waiting)
+    finally:
+        live_writer.close()

@@ -9,7 +9,8 @@ to the owner's `write` function (one pipeline / script round per batch). Semanti
 - Redis errors (`redis.RedisError`): the batch goes back to the pending map (a change that
   arrived meanwhile wins), the thread retries with exponential backoff until Redis answers;
   at close it gives up after `close_grace` seconds of outage;
-- restarts: every value for which `live(value)` is true is remembered (a later non-live
+- restarts: every value for which `live(value)` is true is remembered (as `remember(value)`
+  when the owner gives `remember`: a leaner form that `write` also takes; a later non-live
   value for the key forgets it); when the server's `run_id` changes (a server without
   persistence comes back empty) every remembered value is queued again. `write` must
   therefore be idempotent (a rewrite of data that survived writes nothing).
@@ -47,6 +48,8 @@ log = get_logger(__name__)
 _rejected_log = RateLimitedLog(log, interval=10.0)
 
 V = TypeVar("V")
+#: `WriteBehind.reject`'s value for an item that never reached `submit`
+_UNSUBMITTED = object()
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,7 @@ class WriteBehind(Generic[V]):
         write: Callable[[dict[str, V]], object],
         *,
         live: Callable[[V], bool],
+        remember: Callable[[V], V] | None = None,
         metrics: MetricGroup,
         name: str,
         names: WriterMetricNames = WriterMetricNames(),
@@ -88,6 +92,7 @@ class WriteBehind(Generic[V]):
         self.close_grace = close_grace
         self._write = write
         self._is_live = live
+        self._remember = remember
         self._pending: dict[str, V] = {}
         self._live: dict[str, V] = {}
         self._restarts = RestartWatch(client, every=restart_check_every)
@@ -122,13 +127,13 @@ class WriteBehind(Generic[V]):
         m, names = self.metrics, self.names
         coalesced = 0
         with self._cv:
-            pending, live, is_live = self._pending, self._live, self._is_live
+            pending, live, is_live, remember = self._pending, self._live, self._is_live, self._remember
             for key, value in items:
                 if key in pending:
                     coalesced += 1
                 pending[key] = value
                 if is_live(value):
-                    live[key] = value
+                    live[key] = value if remember is None else remember(value)
                 else:
                     live.pop(key, None)
             m.set(names.pending, len(pending))
@@ -140,6 +145,12 @@ class WriteBehind(Generic[V]):
     def pending(self) -> int:
         with self._cv:
             return len(self._pending)
+
+    @property
+    def backlog(self) -> int:
+        """`pending` without taking the lock (a dict's length is read atomically): for a
+        worker-side decision that may be a change late."""
+        return len(self._pending)
 
     def snapshot(self) -> tuple[dict[str, V], dict[str, V]]:
         """Copies of (pending, live): for tests and diagnostics."""
@@ -209,10 +220,12 @@ class WriteBehind(Generic[V]):
         with self._cv:
             self._cv.notify_all()  # flush() waiters see it at once
 
-    def _reject(self, key: str, value: V, exc: Exception) -> None:
-        """Drop an item that cannot be written (it would fail forever): count, log, forget it."""
+    def reject(self, key: str, exc: Exception, value: object = _UNSUBMITTED) -> None:
+        """Drop an item that cannot be written (it would fail forever): count, log, forget it
+        (`value`, when it is the one remembered for restarts). The owner calls it without a
+        value for an item it could not even prepare for `submit`."""
         with self._cv:
-            if self._live.get(key) is value:
+            if key in self._live and self._live[key] is value:
                 del self._live[key]  # never re-queued after a restart
         self.metrics.inc(self.names.rejected)
         kind = type(exc).__name__
@@ -238,7 +251,7 @@ class WriteBehind(Generic[V]):
             except redis.RedisError as exc:
                 return {k: batch[k] for k in keys[i:]}, exc
             except Exception as exc:  # noqa: BLE001
-                self._reject(key, value, exc)
+                self.reject(key, exc, value)
         return None
 
     def _run(self) -> None:
