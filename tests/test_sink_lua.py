@@ -548,3 +548,19 @@ def test_past_the_pack_ahead_backlog_upserts_wait_as_quotes_and_are_written_all_
         assert record(redis_client)["data"] == portfolio_json(waiting)
     finally:
         live_writer.close()
+
+
+def test_a_round_of_exactly_two_chunks_and_an_empty_round_are_answered_with_the_schema_set(
+        writer: PortfolioWriter, redis_client: redis.Redis) -> None:
+    """The schema `SET` rides with the last chunk, also when the round fills its chunks
+    exactly; an empty round sends it alone. Every reply is read: nothing is left for the next
+    round."""
+    rng = random.Random(8)
+    changes = [random_upsert(rng, c, 1000) for c in range(2 * ROUND_CHUNK)]
+    redis_client.delete(KEYS.schema)
+    assert len(writer.write_now({change_key(ch): ch for ch in changes})) == 2 * ROUND_CHUNK
+    assert redis_client.get(KEYS.schema) is not None
+    redis_client.delete(KEYS.schema)
+    assert writer.write_now({}) == []
+    assert redis_client.get(KEYS.schema) is not None
+    assert write(writer, upsert(0.9, 1)) == 3  # the connection is in step

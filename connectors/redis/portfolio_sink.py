@@ -1,8 +1,9 @@
 """The portfolio sink: live portfolios, ranking, change stream, alerts.
 
 `PortfolioSink` is a Bytewax `DynamicSink`. `write_batch` never talks to Redis itself: it
-hands the batch to a per-partition write-behind writer (`connectors.redis.writer`) and
-returns at once, so a slow or absent Redis never stalls the dataflow. The writer coalesces
+serializes each upsert (while the writer's backlog is small, `PACK_AHEAD_MAX`), hands the
+batch to a per-partition write-behind writer (`connectors.redis.writer`) and returns at once,
+so a slow or absent Redis never stalls the dataflow. The writer coalesces
 per portfolio (the newest change wins), writes each round as one Lua script call per chunk
 of `ROUND_CHUNK` changes, each sent as soon as it is packed (Redis runs a chunk while the next
 is packed, and answers once per chunk), and on a Redis error keeps
