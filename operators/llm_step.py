@@ -31,7 +31,8 @@ either group changes, so pair expansion covers new markets.
 Failures never cache "no implications": a failed target is retried later (backoff from 30 s,
 at most `MAX_GROUP_RETRIES` times) and reported; a failed verification round is asked again
 up to as many times, then the claim is rejected (`rejected_verify_failed`). Targets are
-dispatched once no new group has arrived for `SETTLE_S`, so the first poll's burst is asked
+dispatched once no new group has arrived for `SETTLE_S` (or, while groups keep coming, after
+`SETTLE_MAX_FACTOR` times that), so the first poll's burst is asked
 against the whole catalogue and candidate sets (cache keys) are the same on every run. The
 snapshot holds the catalogue, the implications found, the claims being verified with their
 rounds, the rejected claims, and the targets not yet answered (pending or in flight) —
@@ -92,6 +93,10 @@ POLL = timedelta(milliseconds=20)
 #: targets wait until no group arrived for this long, so a burst (the first poll) is asked
 #: against the whole catalogue: candidate sets, and so cache keys, do not depend on timing
 SETTLE_S = 0.3
+#: groups that keep arriving less than `SETTLE_S` apart (the same events re-emitted poll after
+#: poll) hold dispatch back at most this many `SETTLE_S`: a due retry or a queued target is
+#: never starved by a steady stream
+SETTLE_MAX_FACTOR = 5
 MAX_GROUP_RETRIES = 3
 RETRY_BASE_S = 30.0
 
@@ -186,6 +191,7 @@ class CatalogLogic(StatefulLogic):
         self._started = time.monotonic()
         self._done_at_start = self.state.done
         self._last_group_at = 0.0
+        self._settling_since: float | None = None  # first group arrival not yet followed by a dispatch
         if self.enabled and (self.state.pending or self.state.claims):
             log.info("llm_resumed", unfinished_targets=len(self.state.pending), unverified_claims=len(self.state.claims))
             self._dispatch(force=True)  # re-send exactly what had not finished
@@ -220,8 +226,14 @@ class CatalogLogic(StatefulLogic):
         return ImplicationFound(imp, p, c) if p is not None and c is not None else None
 
     def _dispatch(self, *, force: bool = False) -> None:
-        if self._closed or (not force and time.monotonic() - self._last_group_at < SETTLE_S):
+        if self._closed:
             return
+        if not force:
+            now = time.monotonic()
+            if now - self._last_group_at < SETTLE_S and (
+                    self._settling_since is None or now - self._settling_since < SETTLE_S * SETTLE_MAX_FACTOR):
+                return
+        self._settling_since = None
         batch = max(self.config.batch_size, self.config.max_concurrent)
         now = time.time()
         for eid, (at, _n) in list(self.state.retry_at.items()):
@@ -410,6 +422,8 @@ class CatalogLogic(StatefulLogic):
         old = self.state.groups.get(group.event_id)
         self.state.groups[group.event_id] = group
         self._last_group_at = time.monotonic()
+        if self._settling_since is None:
+            self._settling_since = self._last_group_at
         out: list[ImplicationFound] = []
         if old is None or _signature(old) != _signature(group):
             # claims turned down with the old group are judged afresh: on structure when its

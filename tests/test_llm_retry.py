@@ -162,7 +162,7 @@ def test_a_changed_group_already_waiting_for_a_retry_is_not_queued_twice(server:
     logic.state.pending.append("b")  # the target is also queued (e.g. re-titled) when its retry comes due
     settle(logic, out)
     assert server.stats.targets[B.title] == 2  # one failed request, one retry: not two retries
-    assert [(f.implication.premise_event_id, f.implication.conclusion_event_id) for f in out] == [("a", "b")]
+    assert {(f.implication.premise_event_id, f.implication.conclusion_event_id) for f in out} == {("a", "b")}
 
 
 C = Group("c", "Will Alice Zork win the primary?", PartitionType.SINGLE,
@@ -202,3 +202,32 @@ def test_answers_become_implications_with_every_field() -> None:
         GroupImplication("b", "a", "implies", "b", "7", "", "model/x", PROMPT_VERSION),
     ]
     assert unmatched == 3
+
+
+def test_a_steady_stream_of_groups_delays_a_due_retry_only_a_bounded_while(
+        server: LLMServer, logic_for, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+    """Groups re-emitted less than `SETTLE_S` apart (the same events, poll after poll) never
+    let the burst settle: a due retry is sent anyway once `SETTLE_MAX_FACTOR` settle times
+    have passed since the stream began, not starved until the stream stops."""
+    monkeypatch.setattr(llm_step, "SETTLE_S", 0.2)
+    server.faults = LLMFaults(rate_invalid_json=1.0)
+    logic = logic_for(server)
+    out: list[ImplicationFound] = []
+    logic.on_item(A)
+    out += logic.on_item(B)[0]
+    logic._dispatch(force=True)  # noqa: SLF001 - the first burst, asked
+    settle(logic, out)
+    assert server.stats.targets[B.title] == 1 and set(logic.state.retry_at) == {"a", "b"}
+    server.faults = LLMFaults()
+    come_due(logic)
+    start = time.monotonic()
+    bound = llm_step.SETTLE_S * llm_step.SETTLE_MAX_FACTOR
+    while server.stats.targets[B.title] == 1 and time.monotonic() - start < 10 * bound:
+        out += logic.on_item(A)[0]  # unchanged, every 50 ms: the stream never pauses for SETTLE_S
+        out += logic.on_notify()[0]
+        time.sleep(0.05)
+    waited = time.monotonic() - start
+    assert server.stats.targets[B.title] == 2, "the due retry was starved by the stream"
+    assert llm_step.SETTLE_S <= waited < bound + 1.0
+    settle(logic, out)
+    assert {(f.implication.premise_event_id, f.implication.conclusion_event_id) for f in out} == {("a", "b")}
