@@ -31,8 +31,8 @@ either group changes, so pair expansion covers new markets.
 Failures never cache "no implications": a failed target is retried later (backoff from 30 s,
 at most `MAX_GROUP_RETRIES` times) and reported; a failed verification round is asked again
 up to as many times, then the claim is rejected (`rejected_verify_failed`). Targets are
-dispatched once no new group has arrived for `SETTLE_S` (or, while groups keep coming, after
-`SETTLE_MAX_FACTOR` times that), so the first poll's burst is asked
+dispatched once no new or changed group has arrived for `SETTLE_S` (at most `SETTLE_MAX_S`
+after the first of a stream that never pauses), so the first poll's burst is asked
 against the whole catalogue and candidate sets (cache keys) are the same on every run. The
 snapshot holds the catalogue, the implications found, the claims being verified with their
 rounds, the rejected claims, and the targets not yet answered (pending or in flight) —
@@ -93,10 +93,10 @@ POLL = timedelta(milliseconds=20)
 #: targets wait until no group arrived for this long, so a burst (the first poll) is asked
 #: against the whole catalogue: candidate sets, and so cache keys, do not depend on timing
 SETTLE_S = 0.3
-#: groups that keep arriving less than `SETTLE_S` apart (the same events re-emitted poll after
-#: poll) hold dispatch back at most this many `SETTLE_S`: a due retry or a queued target is
-#: never starved by a steady stream
-SETTLE_MAX_FACTOR = 5
+#: only a new or changed group restarts the wait (the same group again adds nothing to ask
+#: against); new groups that keep coming less than `SETTLE_S` apart hold dispatch back at most
+#: this long, so a due retry is never starved by an endless stream
+SETTLE_MAX_S = 60.0
 MAX_GROUP_RETRIES = 3
 RETRY_BASE_S = 30.0
 
@@ -231,7 +231,7 @@ class CatalogLogic(StatefulLogic):
         if not force:
             now = time.monotonic()
             if now - self._last_group_at < SETTLE_S and (
-                    self._settling_since is None or now - self._settling_since < SETTLE_S * SETTLE_MAX_FACTOR):
+                    self._settling_since is None or now - self._settling_since < SETTLE_MAX_S):
                 return
         self._settling_since = None
         batch = max(self.config.batch_size, self.config.max_concurrent)
@@ -421,11 +421,11 @@ class CatalogLogic(StatefulLogic):
             return self._forget(replace(group, markets=())), StatefulLogic.RETAIN
         old = self.state.groups.get(group.event_id)
         self.state.groups[group.event_id] = group
-        self._last_group_at = time.monotonic()
-        if self._settling_since is None:
-            self._settling_since = self._last_group_at
         out: list[ImplicationFound] = []
         if old is None or _signature(old) != _signature(group):
+            self._last_group_at = time.monotonic()
+            if self._settling_since is None:
+                self._settling_since = self._last_group_at
             # claims turned down with the old group are judged afresh: on structure when its
             # markets changed, on everything when its title did
             retitled = old is not None and old.title != group.title

@@ -204,12 +204,8 @@ def test_answers_become_implications_with_every_field() -> None:
     assert unmatched == 3
 
 
-def test_a_steady_stream_of_groups_delays_a_due_retry_only_a_bounded_while(
-        server: LLMServer, logic_for, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
-    """Groups re-emitted less than `SETTLE_S` apart (the same events, poll after poll) never
-    let the burst settle: a due retry is sent anyway once `SETTLE_MAX_FACTOR` settle times
-    have passed since the stream began, not starved until the stream stops."""
-    monkeypatch.setattr(llm_step, "SETTLE_S", 0.2)
+def _failed_once_then_due(server: LLMServer, logic_for) -> tuple[CatalogLogic, list[ImplicationFound]]:  # noqa: ANN001
+    """A and B asked once, both failed; the faults off; their retries due now."""
     server.faults = LLMFaults(rate_invalid_json=1.0)
     logic = logic_for(server)
     out: list[ImplicationFound] = []
@@ -220,14 +216,43 @@ def test_a_steady_stream_of_groups_delays_a_due_retry_only_a_bounded_while(
     assert server.stats.targets[B.title] == 1 and set(logic.state.retry_at) == {"a", "b"}
     server.faults = LLMFaults()
     come_due(logic)
+    return logic, out
+
+
+def test_the_same_groups_again_and_again_do_not_hold_a_due_retry_back(
+        server: LLMServer, logic_for, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+    """Groups re-emitted unchanged less than `SETTLE_S` apart (the same events, poll after
+    poll) add nothing to ask against: they do not restart the settling wait."""
+    monkeypatch.setattr(llm_step, "SETTLE_S", 0.5)
+    logic, out = _failed_once_then_due(server, logic_for)
+    time.sleep(0.5)  # the first burst has settled
     start = time.monotonic()
-    bound = llm_step.SETTLE_S * llm_step.SETTLE_MAX_FACTOR
-    while server.stats.targets[B.title] == 1 and time.monotonic() - start < 10 * bound:
-        out += logic.on_item(A)[0]  # unchanged, every 50 ms: the stream never pauses for SETTLE_S
+    while server.stats.targets[B.title] == 1 and time.monotonic() - start < 5:
+        out += logic.on_item(A)[0]  # unchanged, every 20 ms
+        out += logic.on_notify()[0]
+        time.sleep(0.02)
+    assert server.stats.targets[B.title] == 2, "the due retry was held back by unchanged groups"
+    assert time.monotonic() - start < 0.5
+    settle(logic, out)
+    assert {(f.implication.premise_event_id, f.implication.conclusion_event_id) for f in out} == {("a", "b")}
+
+
+def test_a_stream_of_new_groups_delays_a_due_retry_at_most_settle_max_s(
+        server: LLMServer, logic_for, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+    """New groups that keep coming less than `SETTLE_S` apart hold dispatch back (a burst is
+    asked against the whole catalogue), but not forever: `SETTLE_MAX_S` after the stream began."""
+    monkeypatch.setattr(llm_step, "SETTLE_S", 0.2)
+    monkeypatch.setattr(llm_step, "SETTLE_MAX_S", 1.0)
+    logic, out = _failed_once_then_due(server, logic_for)
+    start = time.monotonic()
+    i = 0
+    while server.stats.targets[B.title] == 1 and time.monotonic() - start < 10:
+        i += 1
+        title = f"Will Zed Quux{i} win race {i}?"
+        out += logic.on_item(Group(f"n{i}", title, PartitionType.SINGLE,
+                                   (GroupMarket(f"mn{i}", title, "", f"yn{i}", f"nn{i}"),)))[0]
         out += logic.on_notify()[0]
         time.sleep(0.05)
     waited = time.monotonic() - start
     assert server.stats.targets[B.title] == 2, "the due retry was starved by the stream"
-    assert llm_step.SETTLE_S <= waited < bound + 1.0
-    settle(logic, out)
-    assert {(f.implication.premise_event_id, f.implication.conclusion_event_id) for f in out} == {("a", "b")}
+    assert 1.0 <= waited < 8.0  # held back at least SETTLE_MAX_S; new targets queued first go first
