@@ -48,6 +48,10 @@ def test_poison_everywhere_flow_keeps_running_counts_and_converges(world, redis_
     standins, client = world
     # a group whose reply was refused is asked again after RETRY_BASE_S (30 s in production)
     monkeypatch.setattr(llm_step, "RETRY_BASE_S", 0.5)
+    # poisoned Gamma records change some groups on every poll (a few per second here, never
+    # 30 s apart as in production): the LLM step's settling wait would hold a due retry back
+    # for SETTLE_MAX_S (60 s), the whole window this test gives the flow to converge
+    monkeypatch.setattr(llm_step, "SETTLE_MAX_S", 2.0)
     standins.clob.pause()  # prices still, so the ground truth is fixed; poison runs regardless
     standins.gamma.faults = GammaFaults(poison_rate=1.0, seed=5)
     standins.clob.faults = ClobFaults(poison_rate=0.3, poison_restore_s=0.05, seed=6)
