@@ -225,10 +225,6 @@ class PackedUpsert(NamedTuple):
     values: bytes  # `script_values`
     change: PortfolioUpsert
 
-    @property
-    def updated_ms(self) -> int:
-        return self.change.quote.updated_ms
-
 
 #: what the writer holds and sends per portfolio: upserts serialized on the worker, removals,
 #: and upserts the writer serializes itself when it sends them (those remembered for a restart,
@@ -257,9 +253,8 @@ def _remembered(packed: WriterChange) -> WriterChange:
 
 def _updated_ms(change: WriterChange) -> int:
     """The quote's timestamp (0 for a removal)."""
-    if isinstance(change, PackedUpsert):
-        return change.updated_ms
-    return change.quote.updated_ms if isinstance(change, PortfolioUpsert) else 0
+    upsert = _remembered(change)
+    return upsert.quote.updated_ms if isinstance(upsert, PortfolioUpsert) else 0
 
 
 class PortfolioWriter:
@@ -321,10 +316,10 @@ class PortfolioWriter:
         """The writer thread's health (`portfolio_writer_alive` gauge in the `sink` group)."""
         return self.behind.thread_health()
 
-    def write_now(self, batch: dict[str, PortfolioChange | PackedUpsert]) -> list[int]:
-        """One pipelined round for the batch (each change serialized first); returns each
-        change's result."""
-        return self._write({key: pack_change(change) for key, change in batch.items()})[0]
+    def write_now(self, batch: dict[str, WriterChange]) -> list[int]:
+        """One pipelined round for the batch (upserts serialized as they are sent); returns
+        each change's result."""
+        return self._write(batch)[0]
 
     def _write(self, batch: dict[str, WriterChange]) -> tuple[list[int], list[float]]:
         """One pipelined round: each change's result and the time (epoch ms) its chunk's reply
